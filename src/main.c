@@ -1,0 +1,192 @@
+/* herald command line: serve, check-config, version.
+ *
+ * Exit codes: 0 success; 1 runtime failure (cannot listen…); 2 bad usage or
+ * a configuration that is refused. */
+#include "herald/config.h"
+#include "herald/core.h"
+#include "herald/echo.h"
+#include "herald/log.h"
+#include "herald/ops.h"
+#include "herald/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HERALD_VERSION "0.1.0"
+
+extern char **environ;
+
+struct cli {
+    const char *command;
+    const char *config;
+    const char *listen;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: herald serve --config FILE [--listen HOST:PORT]\n"
+                 "       herald check-config --config FILE [--listen HOST:PORT]\n"
+                 "       herald version\n");
+}
+
+static int parse_cli(int argc, char **argv, struct cli *cli)
+{
+    if (argc < 2)
+        return -EINVAL;
+    cli->command = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (strcmp(a, "--config") == 0)
+            dst = &cli->config;
+        else if (strcmp(a, "--listen") == 0)
+            dst = &cli->listen;
+        if (!dst || i + 1 >= argc) {
+            fprintf(stderr, "herald: unknown or incomplete argument: %s\n", a);
+            return -EINVAL;
+        }
+        *dst = argv[++i];
+    }
+    return 0;
+}
+
+/* The key a problem line names: the text before the first ':'. */
+static void problem_key(const char *line, char *key, size_t cap)
+{
+    size_t n = strcspn(line, ":");
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(key, line, n);
+    key[n] = '\0';
+}
+
+/* Loads the config; on problems reports them and returns NULL. In check mode
+ * the report is plain lines, otherwise JSON log lines. */
+static struct hd_config *load_config(const struct cli *cli, bool check)
+{
+    struct hd_strlist problems = {0}, warnings = {0};
+    struct hd_config *cfg = hd_config_load(cli->config, environ, cli->listen,
+                                           check ? HD_CONFIG_NO_SIDE_EFFECTS : 0, &problems,
+                                           &warnings);
+    if (cfg && cfg->log.level)
+        hd_log_set_level(cfg->log.level);
+    for (size_t i = 0; i < problems.len; i++) {
+        char key[128];
+        problem_key(problems.items[i], key, sizeof(key));
+        if (check)
+            fprintf(stderr, "%s\n", problems.items[i]);
+        else
+            hd_log(HD_LOG_ERROR, problems.items[i], "key", key, NULL);
+    }
+    for (size_t i = 0; i < warnings.len; i++) {
+        char key[128];
+        problem_key(warnings.items[i], key, sizeof(key));
+        if (check)
+            fprintf(stderr, "warning: %s\n", warnings.items[i]);
+        else
+            hd_log(HD_LOG_WARN, warnings.items[i], "key", key, NULL);
+    }
+    hd_strlist_clear(&problems);
+    hd_strlist_clear(&warnings);
+    return cfg;
+}
+
+static int check_config(const struct cli *cli)
+{
+    struct hd_config *cfg = load_config(cli, true);
+    if (!cfg)
+        return 2;
+    printf("config ok\n");
+    hd_config_free(cfg);
+    return 0;
+}
+
+/* Waits for SIGTERM/SIGINT, drains within the grace period; a second signal
+ * exits at once. Returns the exit code. */
+static int wait_for_shutdown(struct hd_server *s, const struct hd_config *cfg,
+                             const sigset_t *set)
+{
+    int sig;
+    do {
+        sig = sigwaitinfo(set, NULL);
+    } while (sig < 0 && errno == EINTR);
+    hd_log(HD_LOG_INFO, "shutting down", "signal", strsignal(sig), NULL);
+    hd_server_drain(s);
+    uint64_t deadline = hd_now_ms() + (uint64_t)cfg->server.shutdown_grace_s * 1000u;
+    while (!hd_server_wait_drained(s, 50)) {
+        struct timespec poll = {0, 0};
+        if (sigtimedwait(set, NULL, &poll) > 0) {
+            hd_log(HD_LOG_WARN, "second signal: exiting at once", NULL);
+            _exit(1);
+        }
+        if (hd_now_ms() >= deadline) {
+            hd_log(HD_LOG_WARN, "grace period over: closing remaining connections", NULL);
+            break;
+        }
+    }
+    return 0;
+}
+
+static int serve(const struct cli *cli)
+{
+    /* Signals are taken by this thread with sigwaitinfo; every thread started
+     * below inherits the blocked mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct hd_config *cfg = load_config(cli, false);
+    if (!cfg)
+        return 2;
+    int rc = 1;
+    struct hd_echo *echo = hd_echo_start();
+    struct hd_server *s = hd_server_new(cfg);
+    if (!echo || hd_ops_routes(s) != 0 || hd_echo_routes(echo, s) != 0) {
+        hd_log(HD_LOG_ERROR, "cannot set up routes and actors", NULL);
+        goto out;
+    }
+    if (hd_server_start(s) != 0)
+        goto out;
+    rc = wait_for_shutdown(s, cfg, &set);
+out:
+    hd_server_free(s); /* joins the I/O threads: nothing posts to actors after */
+    hd_echo_stop(echo);
+    hd_log(HD_LOG_INFO, "stopped", NULL);
+    hd_config_free(cfg);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli = {0};
+    if (parse_cli(argc, argv, &cli) != 0) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(cli.command, "version") == 0 || strcmp(cli.command, "--version") == 0) {
+        printf("herald %s\n", HERALD_VERSION);
+        return 0;
+    }
+    if (strcmp(cli.command, "help") == 0 || strcmp(cli.command, "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "herald: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (strcmp(cli.command, "serve") == 0)
+        return serve(&cli);
+    if (strcmp(cli.command, "check-config") == 0)
+        return check_config(&cli);
+    usage(stderr);
+    return 2;
+}
