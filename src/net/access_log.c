@@ -32,6 +32,18 @@ static void append_escaped(struct hd_buf *b, const char *s, size_t n, size_t max
     b->len += hd_json_escape(b->data + b->len, n * 6, s, n);
 }
 
+static void append_uint(struct hd_buf *b, unsigned long long v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    hd_buf_append(b, tmp + sizeof(tmp) - n, (size_t)n);
+}
+
+/* Hand-rolled rather than printf: this runs once per request. */
 void hd__access_log(struct hd_exchange *x, int status, uint64_t duration_us)
 {
     struct hd_io *io = x->conn->io;
@@ -39,18 +51,27 @@ void hd__access_log(struct hd_exchange *x, int status, uint64_t duration_us)
         return;
     struct hd_buf *b = &io->access_log;
     hd__io_refresh_clock(io);
-    hd_buf_appendf(b,
-                   "{\"time\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":\"%s\","
-                   "\"method\":\"%s\",\"route\":\"",
-                   io->log_time, x->request_id,
-                   x->headers_done ? http_method_str((enum http_method)x->method) : "");
+    hd_buf_reserve(b, 512);
+    hd_buf_puts(b, "{\"time\":\"");
+    hd_buf_puts(b, io->log_time);
+    hd_buf_puts(b, "\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":\"");
+    hd_buf_puts(b, x->request_id); /* validated: [A-Za-z0-9._-] only */
+    hd_buf_puts(b, "\",\"method\":\"");
+    if (x->headers_done)
+        hd_buf_puts(b, http_method_str((enum http_method)x->method));
+    hd_buf_puts(b, "\",\"route\":\"");
     if (x->route)
         hd_buf_puts(b, x->route->pattern);
     hd_buf_puts(b, "\",\"path\":\"");
     if (x->path)
         append_escaped(b, x->path, x->path_len, 256);
-    hd_buf_appendf(b, "\",\"status\":%d,\"duration_us\":%llu,\"peer\":\"%s\"}\n", status,
-                   (unsigned long long)duration_us, hd_req_peer(x));
+    hd_buf_puts(b, "\",\"status\":");
+    append_uint(b, (unsigned long long)status);
+    hd_buf_puts(b, ",\"duration_us\":");
+    append_uint(b, (unsigned long long)duration_us);
+    hd_buf_puts(b, ",\"peer\":\"");
+    hd_buf_puts(b, hd_req_peer(x));
+    hd_buf_puts(b, "\"}\n");
     if (b->len >= FLUSH_AT)
         hd__access_log_flush(io);
 }
