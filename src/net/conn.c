@@ -242,6 +242,11 @@ static size_t feed(struct hd_conn *c, const char *data, size_t len)
         } else if (err != HPE_OK) {
             parse_failed(c);
             used = len; /* nothing after a broken request is trusted */
+        } else if (n == 0) {
+            /* An Upgrade/CONNECT request stops the parser: herald speaks
+             * only HTTP/1.1, so answer nothing more on this connection. */
+            c->close_after = true;
+            used = len;
         }
     }
     c->in_process = false;

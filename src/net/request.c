@@ -249,6 +249,8 @@ void hd__conn_dispatch(struct hd_conn *c)
         break;
     }
     x->route = rt;
+    if (c->parser.upgrade) /* no protocol switch: answer, then close */
+        c->close_after = true;
     rt->fn(x);
     if (!x->answered && !x->parked) /* a handler bug must not hang the client */
         hd_respond_error(x, 500, "internal_error", "request was not answered", NULL);
