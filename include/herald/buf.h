@@ -26,6 +26,8 @@ void hd_buf_free(struct hd_buf *b);
 /** Appends @n bytes. */
 static inline void hd_buf_append(struct hd_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return; /* p may be NULL: memcpy must not see it */
     if (b->cap - b->len < n)
         hd_buf_reserve(b, n);
     memcpy(b->data + b->len, p, n);

@@ -34,6 +34,25 @@ struct hd_inbox *hd_inbox_new(struct event_base *base, const char *name, hd_inbo
 /** Posts @msg (ownership passes to the receiver). Any thread; never blocks. */
 void hd_inbox_post(struct hd_inbox *inbox, struct hd_msg *msg);
 
+/**
+ * Makes this thread's posts defer their eventfd wake-ups until
+ * hd_inbox_flush_wakes(): a thread that posts many messages per event-loop
+ * iteration (an I/O thread, an actor) then wakes each receiver once per
+ * iteration instead of once per message. Call once on the thread.
+ */
+void hd_inbox_defer_wakes(void);
+
+/** Writes the wake-ups this thread deferred. Call after every event-loop
+ * iteration of a thread that called hd_inbox_defer_wakes. */
+void hd_inbox_flush_wakes(void);
+
+/**
+ * Runs @base until event_base_loopbreak, flushing deferred wake-ups after
+ * each iteration. The loop of every I/O and actor thread. Returns 0, or -1
+ * when libevent failed.
+ */
+int hd_inbox_run_loop(struct event_base *base);
+
 /** Messages posted and not yet handed to the receiver. Any thread. */
 size_t hd_inbox_depth(const struct hd_inbox *inbox);
 

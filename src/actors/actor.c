@@ -46,10 +46,12 @@ static void *actor_main(void *arg)
     a->_started = true;
     pthread_cond_signal(&a->_ready);
     pthread_mutex_unlock(&a->_ready_lock);
-    event_base_dispatch(a->_base);
+    hd_inbox_defer_wakes();
+    hd_inbox_run_loop(a->_base);
     hd_inbox_drain(a->_inbox); /* messages posted before the stop */
     if (a->_spec.on_stop)
         a->_spec.on_stop(a);
+    hd_inbox_flush_wakes(); /* replies posted by the last messages */
     rcu_unregister_thread();
     return NULL;
 }

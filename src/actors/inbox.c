@@ -42,6 +42,46 @@ struct hd_inbox {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hd_inbox *registry;
 
+/* Wake-ups deferred by this thread (hd_inbox_defer_wakes). */
+#define MAX_DEFERRED 32
+struct deferred_wakes {
+    bool enabled;
+    int n;
+    struct hd_inbox *inboxes[MAX_DEFERRED];
+};
+static __thread struct deferred_wakes deferred;
+
+static void wake(struct hd_inbox *inbox)
+{
+    uint64_t one = 1;
+    ssize_t w = write(inbox->_efd, &one, sizeof(one));
+    HD_ASSERT(w == sizeof(one)); /* an eventfd counter cannot overflow here */
+}
+
+void hd_inbox_defer_wakes(void)
+{
+    deferred.enabled = true;
+}
+
+void hd_inbox_flush_wakes(void)
+{
+    for (int i = 0; i < deferred.n; i++)
+        wake(deferred.inboxes[i]);
+    deferred.n = 0;
+}
+
+int hd_inbox_run_loop(struct event_base *base)
+{
+    for (;;) {
+        int rc = event_base_loop(base, EVLOOP_ONCE);
+        hd_inbox_flush_wakes();
+        if (rc < 0)
+            return -1;
+        if (event_base_got_break(base) || rc == 1)
+            return 0;
+    }
+}
+
 static void on_wakeup(evutil_socket_t fd, short what, void *arg)
 {
     struct hd_inbox *inbox = arg;
@@ -89,11 +129,20 @@ void hd_inbox_post(struct hd_inbox *inbox, struct hd_msg *msg)
     cds_wfcq_node_init(&msg->_node);
     __atomic_add_fetch(&inbox->_depth, 1, __ATOMIC_RELAXED);
     HB_RELEASE(inbox);
-    if (!cds_wfcq_enqueue(&inbox->_head, &inbox->_tail, &msg->_node)) {
-        uint64_t one = 1;
-        ssize_t w = write(inbox->_efd, &one, sizeof(one));
-        HD_ASSERT(w == sizeof(one)); /* an eventfd counter cannot overflow here */
+    if (cds_wfcq_enqueue(&inbox->_head, &inbox->_tail, &msg->_node))
+        return; /* not empty before: a wake-up is already on its way */
+    if (!deferred.enabled) {
+        wake(inbox);
+        return;
     }
+    for (int i = 0; i < deferred.n; i++) {
+        if (deferred.inboxes[i] == inbox)
+            return;
+    }
+    if (deferred.n == MAX_DEFERRED)
+        wake(inbox);
+    else
+        deferred.inboxes[deferred.n++] = inbox;
 }
 
 size_t hd_inbox_drain(struct hd_inbox *inbox)

@@ -9,10 +9,27 @@
 #include "herald/log.h"
 
 #include <limits.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
-#define FLUSH_AT (PIPE_BUF - 700) /* a full line still fits under PIPE_BUF */
+#define FLUSH_AT_PIPE (PIPE_BUF - 700) /* a full line still fits under PIPE_BUF */
+#define FLUSH_AT_FILE (32 * 1024)      /* a file: O_APPEND writes do not interleave */
+
+/* Chunk size for stderr: pipes (journald, a supervisor) only keep writes of
+ * up to PIPE_BUF whole; a regular file or /dev/null takes bigger ones. */
+static size_t flush_at(void)
+{
+    static size_t cached; /* set once; racing first calls compute the same value */
+    size_t v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (!v) {
+        struct stat st;
+        bool file = fstat(STDERR_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode));
+        v = file ? FLUSH_AT_FILE : FLUSH_AT_PIPE;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
 
 void hd__access_log_flush(struct hd_io *io)
 {
@@ -72,6 +89,6 @@ void hd__access_log(struct hd_exchange *x, int status, uint64_t duration_us)
     hd_buf_puts(b, ",\"peer\":\"");
     hd_buf_puts(b, hd_req_peer(x));
     hd_buf_puts(b, "\"}\n");
-    if (b->len >= FLUSH_AT)
+    if (b->len >= flush_at())
         hd__access_log_flush(io);
 }

@@ -168,7 +168,8 @@ static void *io_main(void *arg)
 {
     struct hd_io *io = arg;
     rcu_register_thread(); /* I/O threads read RCU-published maps */
-    event_base_dispatch(io->base);
+    hd_inbox_defer_wakes();
+    hd_inbox_run_loop(io->base);
     for (uint32_t i = 0; i < io->n_slots; i++) {
         if (io->conns[i])
             hd__conn_close(io->conns[i]);

@@ -123,7 +123,19 @@ const char *hd_req_peer(const struct hd_exchange *x)
     struct hd_exchange *mx = (struct hd_exchange *)x; /* lazily cached */
     if (!mx->peer[0]) {
         const struct sockaddr_storage *ss = &x->conn->peer;
-        if (ss->ss_family == AF_INET6)
+        if (ss->ss_family == AF_INET) { /* inet_ntop would printf: once per request */
+            const unsigned char *a =
+                (const unsigned char *)&((const struct sockaddr_in *)ss)->sin_addr;
+            char *p = mx->peer;
+            for (int i = 0; i < 4; i++) {
+                if (a[i] >= 100)
+                    *p++ = (char)('0' + a[i] / 100);
+                if (a[i] >= 10)
+                    *p++ = (char)('0' + a[i] / 10 % 10);
+                *p++ = (char)('0' + a[i] % 10);
+                *p++ = i < 3 ? '.' : '\0';
+            }
+        } else if (ss->ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, mx->peer,
                       sizeof(mx->peer));
         else

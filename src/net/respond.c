@@ -55,8 +55,12 @@ void hd__io_refresh_clock(struct hd_io *io)
 
 void hd__request_id_generate(struct hd_io *io, char *out)
 {
-    snprintf(out, HD_REQUEST_ID_MAX + 1, "%s%012llx", io->rid_prefix,
-             (unsigned long long)++io->rid_counter);
+    static const char hex[] = "0123456789abcdef";
+    uint64_t n = ++io->rid_counter;
+    memcpy(out, io->rid_prefix, 12);
+    for (int i = 23; i >= 12; i--, n >>= 4) /* no printf: once per request */
+        out[i] = hex[n & 15];
+    out[24] = '\0';
 }
 
 /* Appends an unsigned decimal without printf. */
