@@ -24,7 +24,9 @@ void hd_log(enum hd_log_level level, const char *msg, ...) __attribute__((sentin
 /**
  * Appends @s (length @n) to @out JSON-escaped (no quotes added), writing at
  * most @cap bytes; returns the number of bytes written. Never splits an
- * escape sequence; truncates instead.
+ * escape or UTF-8 sequence (truncates instead); bytes that are not UTF-8
+ * become U+FFFD, so the result is always valid JSON string content. @cap
+ * must allow 6 bytes per input byte for the whole input to fit.
  */
 unsigned long hd_json_escape(char *out, unsigned long cap, const char *s, unsigned long n);
 

@@ -5,6 +5,7 @@
 #include "herald/http.h"
 #include "herald/log.h"
 #include "herald/server.h"
+#include "herald/utf8.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -108,10 +109,10 @@ static void handle_get(struct hd_exchange *x)
     int n = hd_req_query_param(x, "msg", m->text, sizeof(m->text));
     if (n == -ENOENT) {
         m->text[0] = '\0';
-    } else if (n < 0) {
+    } else if (n < 0 || !hd_utf8_valid(m->text, (size_t)n)) {
         free(m);
         hd_respond_error(x, 400, "validation_failed",
-                         "msg must be at most 256 bytes, percent-encoded", "msg");
+                         "msg must be UTF-8, at most 256 bytes, percent-encoded", "msg");
         return;
     }
     char delay[16];

@@ -1,5 +1,7 @@
 #include "herald/log.h"
 
+#include "herald/utf8.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,6 +38,19 @@ unsigned long hd_json_escape(char *out, unsigned long cap, const char *s, unsign
         unsigned char c = (unsigned char)s[i];
         char esc[6];
         unsigned long k = 0;
+        if (c >= 0x80) {
+            /* Copy a well-formed sequence whole; a byte that is not UTF-8
+             * becomes U+FFFD, so the output is always valid JSON. */
+            size_t len = hd_utf8_seq_len((const unsigned char *)s + i, n - i);
+            const char *src = len ? s + i : "\xef\xbf\xbd";
+            size_t w = len ? len : 3;
+            if (o + w > cap)
+                break;
+            memcpy(out + o, src, w);
+            o += w;
+            i += len ? len - 1 : 0;
+            continue;
+        }
         if (c == '"' || c == '\\') {
             esc[k++] = '\\';
             esc[k++] = (char)c;

@@ -184,6 +184,8 @@ static int on_headers_complete(http_parser *p)
     finish_header(x);
     x->method = p->method;
     x->headers_done = true;
+    if (p->http_major != 1) /* HTTP/0.9 lines parse, but are not HTTP/1.x */
+        return refuse(x, 400, "bad_request");
     if (split_url(x) != 0)
         return -1;
     /* Both framing headers: refuse rather than guess (request smuggling). */

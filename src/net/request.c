@@ -3,6 +3,7 @@
 #include "net/net_internal.h"
 
 #include "herald/core.h"
+#include "herald/utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -183,53 +184,13 @@ static void assign_request_id(struct hd_conn *c, struct hd_exchange *x)
     hd__request_id_generate(c->io, x->request_id);
 }
 
-/* True when @s (length @n) is well-formed UTF-8 with no NUL. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t extra;
-        uint32_t cp;
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            extra = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            extra = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            extra = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + extra >= n)
-            return false;
-        for (size_t k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        /* overlong forms, surrogates, beyond U+10FFFF */
-        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) ||
-            (extra == 3 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += extra + 1;
-    }
-    return true;
-}
-
 /* The path must percent-decode to UTF-8 without NUL. */
 static bool path_valid(struct hd_io *io, const char *path, size_t len)
 {
     if (len >= HD_READ_CHUNK)
         return false;
     int n = percent_decode(path, len, false, io->scratch_path, HD_READ_CHUNK);
-    return n >= 0 && utf8_valid((const unsigned char *)io->scratch_path, (size_t)n);
+    return n >= 0 && hd_utf8_valid(io->scratch_path, (size_t)n);
 }
 
 void hd__conn_dispatch(struct hd_conn *c)

@@ -92,8 +92,8 @@ static bool keep_alive(struct hd_conn *c, struct hd_exchange *x)
     return x->complete && http_should_keep_alive(&c->parser);
 }
 
-static void append_head(struct hd_conn *c, struct hd_exchange *x, int status,
-                        const char *content_type, size_t len, bool keep)
+static void append_head(struct hd_conn *c, struct hd_exchange *x, const char *request_id,
+                        int status, const char *content_type, size_t len, bool keep)
 {
     struct hd_buf *b = &c->out;
     hd__io_refresh_clock(c->io);
@@ -110,9 +110,9 @@ static void append_head(struct hd_conn *c, struct hd_exchange *x, int status,
         append_uint(b, len);
         hd_buf_puts(b, "\r\n");
     }
-    if (x && x->request_id[0]) {
+    if (request_id[0]) {
         hd_buf_puts(b, "X-Request-Id: ");
-        hd_buf_puts(b, x->request_id);
+        hd_buf_puts(b, request_id);
         hd_buf_puts(b, "\r\n");
     }
     hd_buf_puts(b, "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n");
@@ -152,7 +152,7 @@ void hd_respond(struct hd_exchange *x, int status, const char *content_type, con
     struct hd_conn *c = x->conn;
     HD_ASSERT(!x->answered);
     bool keep = keep_alive(c, x);
-    append_head(c, x, status, content_type, len, keep);
+    append_head(c, x, x->request_id, status, content_type, len, keep);
     if (x->method != HTTP_HEAD && len)
         hd_buf_append(&c->out, body, len);
     if (!keep)
@@ -200,7 +200,7 @@ void hd__respond_raw_error(struct hd_conn *c, int status, const char *code, cons
     size_t n = format_error(body, sizeof(body), code, message, NULL, id);
     if (x && !x->request_id[0])
         memcpy(x->request_id, rid, sizeof(rid));
-    append_head(c, x, status, "application/json", n, false);
+    append_head(c, x, id, status, "application/json", n, false);
     hd_buf_append(&c->out, body, n);
     c->close_after = true;
     if (x) {
