@@ -66,7 +66,9 @@ Test(http_logs, query_string_is_never_logged, .timeout = 30)
     cr_assert(line, "no log line with request_id log-q-1");
     cr_assert_str_eq(json_string_value(json_object_get(line, "route")), "/api/_echo");
     json_decref(line);
-    cr_assert(hd_test_log_find(&s, "request_id", "log-q-3", 3000), "no line for log-q-3");
+    json_t *found = hd_test_log_find(&s, "request_id", "log-q-3", 3000);
+    cr_assert(found, "no line for log-q-3");
+    json_decref(found);
     cr_assert_eq(hd_test_server_stop(&s), 0);
     cr_assert(!hd_test_log_contains(&s, "secret-looking-value"),
               "a query-string token reached the log");
@@ -81,7 +83,9 @@ Test(http_logs, every_line_is_a_json_object, .timeout = 30)
     struct hd_http_response r;
     cr_assert_eq(hd_http_exchange(s.port, "GARBAGE\r\n\r\n", &r, 5000), 0);
     hd_http_response_free(&r);
-    cr_assert(hd_test_log_find(&s, "request_id", "log-j-2", 3000), "no line for log-j-2");
+    json_t *found = hd_test_log_find(&s, "request_id", "log-j-2", 3000);
+    cr_assert(found, "no line for log-j-2");
+    json_decref(found);
     int code = hd_test_server_stop(&s);
     char *log = hd_test_server_log(&s);
     size_t lines = 0;
