@@ -83,6 +83,20 @@ static bool request_headers_allowed(const char *req, size_t len)
     return true;
 }
 
+/* True when @method (@len bytes) is one of the comma-separated names in @list. */
+static bool method_listed(const char *list, const char *method, size_t len)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == len && memcmp(p, method, len) == 0)
+            return true;
+        p += n;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    return false;
+}
+
 bool hd__cors_preflight(struct hd_exchange *x)
 {
     size_t mlen, hlen, plen;
@@ -111,9 +125,7 @@ bool hd__cors_preflight(struct hd_exchange *x)
         hd_respond_error(x, 403, "cors_origin_denied", "origin not allowed", NULL);
         return true;
     }
-    char method[16];
-    snprintf(method, sizeof(method), "%.*s", (int)(mlen < 15 ? mlen : 15), acrm);
-    if (mlen >= sizeof(method) || !strstr(allow, method)) {
+    if (!method_listed(allow, acrm, mlen)) {
         hd_respond_error(x, 403, "cors_method_denied", "method not allowed for this route",
                          NULL);
         return true;
