@@ -70,9 +70,9 @@ static void problem_key(const char *line, char *key, size_t cap)
 static struct hd_config *load_config(const struct cli *cli, bool check)
 {
     struct hd_strlist problems = {0}, warnings = {0};
-    struct hd_config *cfg = hd_config_load(cli->config, environ, cli->listen,
-                                           check ? HD_CONFIG_NO_SIDE_EFFECTS : 0, &problems,
-                                           &warnings);
+    struct hd_config *cfg =
+        hd_config_load(cli->config, environ, cli->listen, check ? HD_CONFIG_NO_SIDE_EFFECTS : 0,
+                       &problems, &warnings);
     if (cfg && cfg->log.level)
         hd_log_set_level(cfg->log.level);
     for (size_t i = 0; i < problems.len; i++) {
@@ -108,8 +108,7 @@ static int check_config(const struct cli *cli)
 
 /* Waits for SIGTERM/SIGINT, drains within the grace period; a second signal
  * exits at once. Returns the exit code. */
-static int wait_for_shutdown(struct hd_server *s, const struct hd_config *cfg,
-                             const sigset_t *set)
+static int wait_for_shutdown(struct hd_server *s, const struct hd_config *cfg, const sigset_t *set)
 {
     int sig;
     do {

@@ -10,11 +10,11 @@ struct event_base;
 struct hd_actor;
 
 struct hd_actor_spec {
-    const char *name;                       /* thread and metrics name */
-    hd_inbox_fn on_message;                 /* on the actor thread; owns msg */
-    void (*on_start)(struct hd_actor *a);   /* on the actor thread, before messages; may be NULL */
-    void (*on_stop)(struct hd_actor *a);    /* on the actor thread, after the last message */
-    void *ctx;                              /* borrowed; passed to on_message */
+    const char *name;                     /* thread and metrics name */
+    hd_inbox_fn on_message;               /* on the actor thread; owns msg */
+    void (*on_start)(struct hd_actor *a); /* on the actor thread, before messages; may be NULL */
+    void (*on_stop)(struct hd_actor *a);  /* on the actor thread, after the last message */
+    void *ctx;                            /* borrowed; passed to on_message */
 };
 
 /**

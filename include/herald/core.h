@@ -7,16 +7,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HD_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define HD_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define HD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define HD_LIKELY(x)                       __builtin_expect(!!(x), 1)
+#define HD_UNLIKELY(x)                     __builtin_expect(!!(x), 0)
+#define HD_ARRAY_LEN(a)                    (sizeof(a) / sizeof((a)[0]))
 #define HD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /** Aborts with file:line when an invariant (never input) does not hold. */
-#define HD_ASSERT(cond)                                                                        \
-    do {                                                                                       \
-        if (HD_UNLIKELY(!(cond)))                                                              \
-            hd__assert_fail(#cond, __FILE__, __LINE__);                                        \
+#define HD_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (HD_UNLIKELY(!(cond)))                                                                  \
+            hd__assert_fail(#cond, __FILE__, __LINE__);                                            \
     } while (0)
 
 _Noreturn void hd__assert_fail(const char *cond, const char *file, int line);

@@ -28,8 +28,7 @@ struct hd_inbox;
  * @base (borrowed; must outlive the inbox). @name labels metrics. Returns NULL
  * when the eventfd cannot be created (errno set).
  */
-struct hd_inbox *hd_inbox_new(struct event_base *base, const char *name, hd_inbox_fn fn,
-                              void *ctx);
+struct hd_inbox *hd_inbox_new(struct event_base *base, const char *name, hd_inbox_fn fn, void *ctx);
 
 /** Posts @msg (ownership passes to the receiver). Any thread; never blocks. */
 void hd_inbox_post(struct hd_inbox *inbox, struct hd_msg *msg);

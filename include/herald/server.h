@@ -21,8 +21,8 @@ struct hd_server *hd_server_new(const struct hd_config *cfg);
  * is what hd_route_ctx returns inside @fn.
  * Returns 0, or -EINVAL for an unknown method or malformed pattern.
  */
-int hd_server_route(struct hd_server *s, const char *method, const char *pattern,
-                    hd_handler_fn fn, void *ctx);
+int hd_server_route(struct hd_server *s, const char *method, const char *pattern, hd_handler_fn fn,
+                    void *ctx);
 
 /**
  * Binds the listeners and starts the I/O threads. Returns 0, or -errno (the

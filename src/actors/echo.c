@@ -122,8 +122,7 @@ static void handle_get(struct hd_exchange *x)
         long d = strtol(delay, &end, 10);
         if (n == 0 || *end || d < 0 || d > ECHO_MAX_DELAY) {
             free(m);
-            hd_respond_error(x, 400, "validation_failed", "delay_ms must be 0..1000",
-                             "delay_ms");
+            hd_respond_error(x, 400, "validation_failed", "delay_ms must be 0..1000", "delay_ms");
             return;
         }
         m->delay_ms = (int)d;

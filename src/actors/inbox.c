@@ -93,8 +93,7 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     hd_inbox_drain(inbox);
 }
 
-struct hd_inbox *hd_inbox_new(struct event_base *base, const char *name, hd_inbox_fn fn,
-                              void *ctx)
+struct hd_inbox *hd_inbox_new(struct event_base *base, const char *name, hd_inbox_fn fn, void *ctx)
 {
     struct hd_inbox *inbox = hd_calloc(1, sizeof(*inbox));
     cds_wfcq_init(&inbox->_head, &inbox->_tail);

@@ -55,7 +55,8 @@ bool hd_health_render(struct hd_buf *out)
     pthread_mutex_lock(&lock);
     for (int i = 0; i < n_components; i++)
         all_ok = all_ok && components[i].ok;
-    hd_buf_puts(out, all_ok ? "{\"status\":\"ready\",\"down\":[" : "{\"status\":\"unavailable\",\"down\":[");
+    hd_buf_puts(out, all_ok ? "{\"status\":\"ready\",\"down\":["
+                            : "{\"status\":\"unavailable\",\"down\":[");
     bool first = true;
     for (int i = 0; i < n_components; i++) {
         if (components[i].ok)
@@ -70,7 +71,8 @@ bool hd_health_render(struct hd_buf *out)
         if (i)
             hd_buf_puts(out, ",");
         append_json_string(out, components[i].name);
-        hd_buf_puts(out, components[i].ok ? ":{\"ok\":true,\"detail\":" : ":{\"ok\":false,\"detail\":");
+        hd_buf_puts(out,
+                    components[i].ok ? ":{\"ok\":true,\"detail\":" : ":{\"ok\":false,\"detail\":");
         append_json_string(out, components[i].detail);
         hd_buf_puts(out, "}");
     }

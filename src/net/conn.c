@@ -144,11 +144,21 @@ static void set_phase(struct hd_conn *c, enum hd_timer_phase phase)
     c->phase = phase;
     const struct timeval *tv = NULL;
     switch (phase) {
-    case HD_PHASE_NONE: event_del(&c->timer); return;
-    case HD_PHASE_IDLE: tv = c->served_one ? c->io->tv_idle : c->io->tv_header; break;
-    case HD_PHASE_HEADER: tv = c->io->tv_header; break;
-    case HD_PHASE_BODY: tv = c->io->tv_body; break;
-    case HD_PHASE_WRITE: tv = c->io->tv_idle; break;
+    case HD_PHASE_NONE:
+        event_del(&c->timer);
+        return;
+    case HD_PHASE_IDLE:
+        tv = c->served_one ? c->io->tv_idle : c->io->tv_header;
+        break;
+    case HD_PHASE_HEADER:
+        tv = c->io->tv_header;
+        break;
+    case HD_PHASE_BODY:
+        tv = c->io->tv_body;
+        break;
+    case HD_PHASE_WRITE:
+        tv = c->io->tv_idle;
+        break;
     }
     event_add(&c->timer, tv);
 }
@@ -175,8 +185,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     if (c->phase == HD_PHASE_HEADER || c->phase == HD_PHASE_BODY) {
         if (c->x || c->served_one == false) {
             c->out.len = 0;
-            hd__respond_raw_error(c, 408, "request_timeout", "request not received in time",
-                                  c->x);
+            hd__respond_raw_error(c, 408, "request_timeout", "request not received in time", c->x);
             if (conn_flush(c)) /* still open: the 408 did not fit */
                 hd__conn_close(c);
             return;
@@ -405,8 +414,8 @@ void hd__conn_deliver(struct hd_io *io, struct hd_reply *r)
     } else {
         if (r->headers)
             hd_buf_puts(&x->resp_headers, r->headers);
-        hd_respond(x, r->status, r->content_type ? r->content_type : "application/json",
-                   r->body, r->body_len);
+        hd_respond(x, r->status, r->content_type ? r->content_type : "application/json", r->body,
+                   r->body_len);
     }
     reply_destroy(r);
 }

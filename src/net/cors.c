@@ -108,8 +108,8 @@ bool hd__cors_preflight(struct hd_exchange *x)
     struct hd_param params[HD_MAX_PARAMS];
     int np;
     /* The methods this path accepts, found by asking for one it never has. */
-    enum hd_match m = hd__router_match(x->conn->io->server->router, HTTP_OPTIONS, path, plen,
-                                       &rt, params, &np, allow, sizeof(allow));
+    enum hd_match m = hd__router_match(x->conn->io->server->router, HTTP_OPTIONS, path, plen, &rt,
+                                       params, &np, allow, sizeof(allow));
     if (m == HD_MATCH_NOT_FOUND) {
         hd_respond_error(x, 404, "not_found", "no such route", NULL);
         return true;
@@ -126,8 +126,7 @@ bool hd__cors_preflight(struct hd_exchange *x)
         return true;
     }
     if (!method_listed(allow, acrm, mlen)) {
-        hd_respond_error(x, 403, "cors_method_denied", "method not allowed for this route",
-                         NULL);
+        hd_respond_error(x, 403, "cors_method_denied", "method not allowed for this route", NULL);
         return true;
     }
     if (acrh && !request_headers_allowed(acrh, hlen)) {

@@ -90,8 +90,8 @@ void hd__io_stop(struct hd_io *io)
     post_control(io, IO_MSG_STOP);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
-                      int len, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len,
+                      void *arg)
 {
     hd__conn_accept(arg, fd, addr, len);
 }
@@ -113,8 +113,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
         static const struct timeval pause = {0, 100000};
         evconnlistener_disable(l);
         event_add(io->accept_retry, &pause);
-        hd_log(HD_LOG_WARN, "accept paused: out of file descriptors", "error", strerror(err),
-               NULL);
+        hd_log(HD_LOG_WARN, "accept paused: out of file descriptors", "error", strerror(err), NULL);
     }
 }
 
@@ -156,8 +155,7 @@ int hd__io_init(struct hd_io *io, struct hd_server *s, int index, int listen_fd)
     static const struct timeval every = {0, 250000};
     event_add(io->log_flush, &every);
     io->listener = evconnlistener_new(io->base, on_accept, io,
-                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
-                                      listen_fd);
+                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
     if (!io->listener)
         return -ENOMEM;
     evconnlistener_set_error_cb(io->listener, on_accept_error);

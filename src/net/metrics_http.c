@@ -15,8 +15,8 @@ static const int status_codes[HD_STATUS_SLOTS - 1] = {
 
 /* Upper bounds in microseconds; the last slot is +Inf. */
 static const uint64_t latency_bounds_us[HD_LATENCY_SLOTS - 1] = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-    1000000, 2500000, 5000000,
+    100,   250,    500,    1000,   2500,    5000,    10000,   25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
 };
 
 static int status_slot(int status)
@@ -115,8 +115,7 @@ static void collect_latency(const struct hd_server *s, struct hd_buf *out, int r
                    "herald_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n"
                    "herald_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} "
                    "%llu\n",
-                   pattern, method, (double)sum / 1e6, pattern, method,
-                   (unsigned long long)total);
+                   pattern, method, (double)sum / 1e6, pattern, method, (unsigned long long)total);
 }
 
 static uint64_t sum_field(const struct hd_server *s, size_t offset)

@@ -17,13 +17,13 @@
 #include "herald/http.h"
 #include "herald/inbox.h"
 
-#define HD_MAX_HEADERS      64
-#define HD_MAX_PARAMS       4
-#define HD_MAX_ROUTES       64
-#define HD_REQUEST_ID_MAX   128
-#define HD_READ_CHUNK       (64 * 1024)
-#define HD_OUT_HIGH_WATER   (256 * 1024) /* stop parsing while more is unsent */
-#define HD_PENDING_IN_MAX   (64 * 1024)  /* unparsed input kept while blocked */
+#define HD_MAX_HEADERS    64
+#define HD_MAX_PARAMS     4
+#define HD_MAX_ROUTES     64
+#define HD_REQUEST_ID_MAX 128
+#define HD_READ_CHUNK     (64 * 1024)
+#define HD_OUT_HIGH_WATER (256 * 1024) /* stop parsing while more is unsent */
+#define HD_PENDING_IN_MAX (64 * 1024)  /* unparsed input kept while blocked */
 
 struct hd_server;
 struct hd_router;
@@ -57,10 +57,9 @@ int hd__router_add(struct hd_router *r, int method, const char *pattern, hd_hand
                    void *ctx);
 /** Matches @path; on FOUND fills *route and params. On WRONG_METHOD, @allow
  * (capacity @allow_cap) receives the allowed methods ("GET, HEAD"). */
-enum hd_match hd__router_match(const struct hd_router *r, int method, const char *path,
-                               size_t len, const struct hd_route **route,
-                               struct hd_param *params, int *n_params, char *allow,
-                               size_t allow_cap);
+enum hd_match hd__router_match(const struct hd_router *r, int method, const char *path, size_t len,
+                               const struct hd_route **route, struct hd_param *params,
+                               int *n_params, char *allow, size_t allow_cap);
 /** Routes in index order (for metrics labels). */
 int hd__router_count(const struct hd_router *r);
 const struct hd_route *hd__router_get(const struct hd_router *r, int index);
@@ -88,8 +87,13 @@ void hd__metrics_collect(void *server, struct hd_buf *out);
 
 /* ---- exchange --------------------------------------------------------- */
 
-enum hd_timer_phase { HD_PHASE_NONE, HD_PHASE_IDLE, HD_PHASE_HEADER, HD_PHASE_BODY,
-                      HD_PHASE_WRITE };
+enum hd_timer_phase {
+    HD_PHASE_NONE,
+    HD_PHASE_IDLE,
+    HD_PHASE_HEADER,
+    HD_PHASE_BODY,
+    HD_PHASE_WRITE
+};
 
 struct hd_header_ref {
     const char *name;
@@ -151,11 +155,11 @@ struct hd_conn {
     struct hd_buf pending_in; /* bytes received but not parsed yet */
     struct hd_exchange *x;    /* request being read or served, or NULL */
     enum hd_timer_phase phase;
-    bool reading;      /* rd is added */
-    bool writing;      /* wr is added */
-    bool close_after;  /* close once out is flushed */
-    bool served_one;   /* at least one request answered (idle vs header timer) */
-    bool in_process;   /* inside conn_process: replies must not re-enter */
+    bool reading;     /* rd is added */
+    bool writing;     /* wr is added */
+    bool close_after; /* close once out is flushed */
+    bool served_one;  /* at least one request answered (idle vs header timer) */
+    bool in_process;  /* inside conn_process: replies must not re-enter */
     struct sockaddr_storage peer;
 };
 
@@ -190,8 +194,8 @@ struct hd_io {
     uint64_t rid_counter;
     /* cached time strings, refreshed per read batch */
     time_t date_sec;
-    char date_line[64];  /* "Date: …\r\n" */
-    char log_time[32];   /* "2026-11-23T02:31:04" */
+    char date_line[64]; /* "Date: …\r\n" */
+    char log_time[32];  /* "2026-11-23T02:31:04" */
     struct hd_buf access_log;
     struct hd_http_metrics metrics;
 };
@@ -202,8 +206,8 @@ struct hd_server {
     struct hd_io *ios;
     int n_io;
     int port;
-    int probe_fd;               /* holds the port between bind and listen */
-    uint32_t open_connections;  /* atomic, all threads */
+    int probe_fd;              /* holds the port between bind and listen */
+    uint32_t open_connections; /* atomic, all threads */
     int max_connections;
     bool started;
 };

@@ -208,15 +208,14 @@ void hd__conn_dispatch(struct hd_conn *c)
     }
     char allow[128];
     const struct hd_route *rt = NULL;
-    switch (hd__router_match(io->server->router, x->method, x->path, x->path_len, &rt,
-                             x->params, &x->n_params, allow, sizeof(allow))) {
+    switch (hd__router_match(io->server->router, x->method, x->path, x->path_len, &rt, x->params,
+                             &x->n_params, allow, sizeof(allow))) {
     case HD_MATCH_NOT_FOUND:
         hd_respond_error(x, 404, "not_found", "no such route", NULL);
         return;
     case HD_MATCH_WRONG_METHOD:
         hd_respond_header(x, "Allow", allow);
-        hd_respond_error(x, 405, "method_not_allowed", "method not allowed for this route",
-                         NULL);
+        hd_respond_error(x, 405, "method_not_allowed", "method not allowed for this route", NULL);
         return;
     case HD_MATCH_FOUND:
         break;

@@ -120,10 +120,9 @@ static void append_allow(char *allow, size_t cap, int method)
     snprintf(allow + n, cap - n, "%s%s", n ? ", " : "", name);
 }
 
-enum hd_match hd__router_match(const struct hd_router *r, int method, const char *path,
-                               size_t len, const struct hd_route **route,
-                               struct hd_param *params, int *n_params, char *allow,
-                               size_t allow_cap)
+enum hd_match hd__router_match(const struct hd_router *r, int method, const char *path, size_t len,
+                               const struct hd_route **route, struct hd_param *params,
+                               int *n_params, char *allow, size_t allow_cap)
 {
     bool path_found = false;
     if (allow_cap)

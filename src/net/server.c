@@ -39,8 +39,8 @@ static int method_from_name(const char *name)
     return -1;
 }
 
-int hd_server_route(struct hd_server *s, const char *method, const char *pattern,
-                    hd_handler_fn fn, void *ctx)
+int hd_server_route(struct hd_server *s, const char *method, const char *pattern, hd_handler_fn fn,
+                    void *ctx)
 {
     int m = method_from_name(method);
     if (m < 0 || s->started)
@@ -52,7 +52,8 @@ int hd_server_route(struct hd_server *s, const char *method, const char *pattern
 static int resolve(const struct hd_config *cfg, int port, struct sockaddr_storage *ss,
                    socklen_t *len)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char portstr[8];

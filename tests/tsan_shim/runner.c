@@ -101,8 +101,7 @@ int main(void)
         if (tests[i].opts->disabled)
             continue;
         int rc = run_one(&tests[i]);
-        fprintf(stderr, "[%s] %s::%s\n", rc == 0 ? "PASS" : "FAIL", tests[i].suite,
-                tests[i].name);
+        fprintf(stderr, "[%s] %s::%s\n", rc == 0 ? "PASS" : "FAIL", tests[i].suite, tests[i].name);
         rc == 0 ? passed++ : failed++;
     }
     fprintf(stderr, "%d passed, %d failed\n", passed, failed);

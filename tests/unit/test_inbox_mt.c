@@ -9,7 +9,7 @@
 #include "herald/core.h"
 #include "herald/inbox.h"
 
-#define PRODUCERS 8
+#define PRODUCERS    8
 #define PER_PRODUCER 20000
 
 struct num_msg {

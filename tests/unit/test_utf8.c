@@ -9,22 +9,22 @@
 Test(utf8, accepts_well_formed_text)
 {
     cr_expect(hd_utf8_valid("plain ascii", 11));
-    cr_expect(hd_utf8_valid("caf\xc3\xa9", 5));            /* é */
-    cr_expect(hd_utf8_valid("\xe2\x82\xac", 3));           /* € */
-    cr_expect(hd_utf8_valid("\xf0\x9f\x98\x80", 4));       /* 😀 */
+    cr_expect(hd_utf8_valid("caf\xc3\xa9", 5));      /* é */
+    cr_expect(hd_utf8_valid("\xe2\x82\xac", 3));     /* € */
+    cr_expect(hd_utf8_valid("\xf0\x9f\x98\x80", 4)); /* 😀 */
     cr_expect(hd_utf8_valid("", 0));
 }
 
 Test(utf8, refuses_malformed_sequences)
 {
-    cr_expect_not(hd_utf8_valid("\xff\xfe", 2));             /* never UTF-8 */
-    cr_expect_not(hd_utf8_valid("\x80", 1));                 /* stray continuation */
-    cr_expect_not(hd_utf8_valid("\xc3", 1));                 /* truncated */
-    cr_expect_not(hd_utf8_valid("\xc0\xaf", 2));             /* overlong '/' */
-    cr_expect_not(hd_utf8_valid("\xe0\x80\xaf", 3));         /* overlong */
-    cr_expect_not(hd_utf8_valid("\xed\xa0\x80", 3));         /* surrogate */
-    cr_expect_not(hd_utf8_valid("\xf4\x90\x80\x80", 4));     /* > U+10FFFF */
-    cr_expect_not(hd_utf8_valid("a\0b", 3));                 /* NUL */
+    cr_expect_not(hd_utf8_valid("\xff\xfe", 2));         /* never UTF-8 */
+    cr_expect_not(hd_utf8_valid("\x80", 1));             /* stray continuation */
+    cr_expect_not(hd_utf8_valid("\xc3", 1));             /* truncated */
+    cr_expect_not(hd_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
+    cr_expect_not(hd_utf8_valid("\xe0\x80\xaf", 3));     /* overlong */
+    cr_expect_not(hd_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    cr_expect_not(hd_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    cr_expect_not(hd_utf8_valid("a\0b", 3));             /* NUL */
 }
 
 /* Escapes @in and checks jansson parses the quoted result to @expect. */
@@ -54,7 +54,11 @@ Test(json_escape, valid_utf8_passes_through)
 
 Test(json_escape, invalid_bytes_become_replacement_character)
 {
-    expect_json_string("a\xff" "b\xc3", 4, "a\xef\xbf\xbd" "b\xef\xbf\xbd");
+    expect_json_string("a\xff"
+                       "b\xc3",
+                       4,
+                       "a\xef\xbf\xbd"
+                       "b\xef\xbf\xbd");
 }
 
 Test(json_escape, truncates_without_splitting_an_escape)
