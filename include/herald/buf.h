@@ -20,6 +20,9 @@ void hd_buf_appendf(struct hd_buf *b, const char *fmt, ...) __attribute__((forma
 /** Drops the first @n bytes (n <= len). */
 void hd_buf_consume(struct hd_buf *b, size_t n);
 
+/** Appends @v in decimal (no printf: used on per-request paths). */
+void hd_buf_append_uint(struct hd_buf *b, unsigned long long v);
+
 /** Frees the storage and zeroes the buffer; safe on a zeroed buffer. */
 void hd_buf_free(struct hd_buf *b);
 

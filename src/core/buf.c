@@ -33,6 +33,17 @@ void hd_buf_appendf(struct hd_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void hd_buf_append_uint(struct hd_buf *b, unsigned long long v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    hd_buf_append(b, tmp + sizeof(tmp) - n, (size_t)n);
+}
+
 void hd_buf_consume(struct hd_buf *b, size_t n)
 {
     HD_ASSERT(n <= b->len);

@@ -49,17 +49,6 @@ static void append_escaped(struct hd_buf *b, const char *s, size_t n, size_t max
     b->len += hd_json_escape(b->data + b->len, n * 6, s, n);
 }
 
-static void append_uint(struct hd_buf *b, unsigned long long v)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    hd_buf_append(b, tmp + sizeof(tmp) - n, (size_t)n);
-}
-
 /* Hand-rolled rather than printf: this runs once per request. */
 void hd__access_log(struct hd_exchange *x, int status, uint64_t duration_us)
 {
@@ -83,9 +72,9 @@ void hd__access_log(struct hd_exchange *x, int status, uint64_t duration_us)
     if (x->path)
         append_escaped(b, x->path, x->path_len, 256);
     hd_buf_puts(b, "\",\"status\":");
-    append_uint(b, (unsigned long long)status);
+    hd_buf_append_uint(b, (unsigned long long)status);
     hd_buf_puts(b, ",\"duration_us\":");
-    append_uint(b, (unsigned long long)duration_us);
+    hd_buf_append_uint(b, (unsigned long long)duration_us);
     hd_buf_puts(b, ",\"peer\":\"");
     hd_buf_puts(b, hd_req_peer(x));
     hd_buf_puts(b, "\"}\n");

@@ -87,22 +87,10 @@ void hd__request_id_generate(struct hd_io *io, char *out)
     out[24] = '\0';
 }
 
-/* Appends an unsigned decimal without printf. */
-static void append_uint(struct hd_buf *b, size_t v)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    hd_buf_append(b, tmp + sizeof(tmp) - n, (size_t)n);
-}
-
 static void append_status_line(struct hd_buf *b, int status)
 {
     hd_buf_puts(b, "HTTP/1.1 ");
-    append_uint(b, (size_t)status);
+    hd_buf_append_uint(b, (size_t)status);
     hd_buf_puts(b, " ");
     hd_buf_puts(b, hd__status_reason(status));
     hd_buf_puts(b, "\r\n");
@@ -131,7 +119,7 @@ static void append_head(struct hd_conn *c, struct hd_exchange *x, const char *re
     }
     if (status != 204 && status >= 200) {
         hd_buf_puts(b, "Content-Length: ");
-        append_uint(b, len);
+        hd_buf_append_uint(b, len);
         hd_buf_puts(b, "\r\n");
     }
     if (request_id[0]) {
