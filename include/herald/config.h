@@ -73,7 +73,11 @@ struct hd_config {
     } log;
 
     struct {
-        char *database_url; /* store.database_url / HERALD_DATABASE_URL; "" = embedded */
+        char *database_url;   /* store.database_url / HERALD_DATABASE_URL; "" = embedded */
+        char *sqlite_path;    /* store.sqlite_path: the embedded database; "var/herald.db" */
+        int pool_size;        /* store.pool_size: DB worker threads/connections; default 4 */
+        int query_timeout_ms; /* store.query_timeout_ms: a stuck query answers 503; 5000 */
+        bool auto_migrate;    /* store.auto_migrate: migrate at serve start; default false */
     } store;
 
     struct {

@@ -96,6 +96,11 @@ static const struct key_spec KEYS[] = {
     K_STR("log.level", log.level, "info", LOG_LEVELS, NULL),
     K_BOOL("log.access", log.access, true),
     K_STR("store.database_url", store.database_url, "", NULL, hd__config_check_database_url),
+    K_STR("store.sqlite_path", store.sqlite_path, "var/herald.db", NULL,
+          hd__config_check_nonempty),
+    K_INT("store.pool_size", store.pool_size, 4, 1, 64),
+    K_INT("store.query_timeout_ms", store.query_timeout_ms, 5000, 100, 600000),
+    K_BOOL("store.auto_migrate", store.auto_migrate, false),
     K_STR("redis.url", redis.url, "", NULL, hd__config_check_redis_url),
 };
 
