@@ -8,6 +8,8 @@
 #include "herald/log.h"
 #include "herald/ops.h"
 #include "herald/server.h"
+#include "herald/store.h"
+#include "herald/store_http.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -25,12 +27,14 @@ struct cli {
     const char *command;
     const char *config;
     const char *listen;
+    bool status; /* migrate --status */
 };
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: herald serve --config FILE [--listen HOST:PORT]\n"
                  "       herald check-config --config FILE [--listen HOST:PORT]\n"
+                 "       herald migrate --config FILE [--status]\n"
                  "       herald version\n");
 }
 
@@ -42,6 +46,10 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = NULL;
+        if (strcmp(a, "--status") == 0) {
+            cli->status = true;
+            continue;
+        }
         if (strcmp(a, "--config") == 0)
             dst = &cli->config;
         else if (strcmp(a, "--listen") == 0)
@@ -96,6 +104,18 @@ static struct hd_config *load_config(const struct cli *cli, bool check)
     return cfg;
 }
 
+/* herald migrate [--status]: applies pending migrations, or lists them. */
+static int migrate(const struct cli *cli)
+{
+    struct hd_config *cfg = load_config(cli, false);
+    if (!cfg)
+        return 2;
+    enum hd_schema_result r =
+        hd_store_schema(cfg, cli->status ? HD_SCHEMA_STATUS : HD_SCHEMA_APPLY, 10000);
+    hd_config_free(cfg);
+    return r == HD_SCHEMA_OK ? 0 : 1;
+}
+
 static int check_config(const struct cli *cli)
 {
     struct hd_config *cfg = load_config(cli, true);
@@ -146,9 +166,20 @@ static int serve(const struct cli *cli)
     if (!cfg)
         return 2;
     int rc = 1;
-    struct hd_echo *echo = hd_echo_start();
-    struct hd_server *s = hd_server_new(cfg);
-    if (!echo || hd_ops_routes(s) != 0 || hd_echo_routes(echo, s) != 0) {
+    struct hd_echo *echo = NULL;
+    struct hd_server *s = NULL;
+    struct hd_store *store = NULL;
+    enum hd_schema_result schema =
+        hd_store_schema(cfg, cfg->store.auto_migrate ? HD_SCHEMA_APPLY : HD_SCHEMA_CHECK, 10000);
+    if (schema != HD_SCHEMA_OK) {
+        rc = schema == HD_SCHEMA_OUTDATED ? 2 : 1;
+        goto out;
+    }
+    store = hd_store_start(cfg);
+    echo = hd_echo_start();
+    s = hd_server_new(cfg);
+    if (!store || !echo || hd_ops_routes(s) != 0 || hd_echo_routes(echo, s) != 0 ||
+        hd_store_routes(store, s) != 0) {
         hd_log(HD_LOG_ERROR, "cannot set up routes and actors", NULL);
         goto out;
     }
@@ -158,6 +189,7 @@ static int serve(const struct cli *cli)
 out:
     hd_server_free(s); /* joins the I/O threads: nothing posts to actors after */
     hd_echo_stop(echo);
+    hd_store_stop(store);
     hd_log(HD_LOG_INFO, "stopped", NULL);
     hd_config_free(cfg);
     return rc;
@@ -186,6 +218,8 @@ int main(int argc, char **argv)
         return serve(&cli);
     if (strcmp(cli.command, "check-config") == 0)
         return check_config(&cli);
+    if (strcmp(cli.command, "migrate") == 0)
+        return migrate(&cli);
     usage(stderr);
     return 2;
 }

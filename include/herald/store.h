@@ -101,36 +101,36 @@ enum hd_store_op_kind {
     HD_OP_SET_PASSWORD_HASH,   /* in: id, user.password_hash; NOT_FOUND */
     HD_OP_SET_USER_DISABLED,   /* in: id, flag (true = disable); NOT_FOUND */
     /* sessions and refresh tokens */
-    HD_OP_SESSION_CREATE,      /* in: session (user_id, org_id, user_agent, ip, expires_at),
-                                  token_hash (first refresh token) out: session (id) */
-    HD_OP_SESSION_TOUCH,       /* in: id, now: last_seen_at = now; NOT_FOUND if revoked */
-    HD_OP_SESSION_ROTATE,      /* in: id, token_hash (current), new_token_hash, now: the current
-                                  token becomes rotated with the new one as successor, in one
-                                  transaction; NOT_FOUND if the current one is not current */
-    HD_OP_REFRESH_FIND,        /* in: token_hash out: refresh, session; NOT_FOUND */
-    HD_OP_SESSION_REVOKE,      /* in: id, now; NOT_FOUND if already revoked */
-    HD_OP_SESSIONS_REVOKE_USER,/* in: user_id, except_id ("" = none), now
-                                  out: sessions (the ones revoked) */
-    HD_OP_SESSIONS_LIST,       /* in: user_id, now out: sessions (live, newest first) */
-    HD_OP_SESSIONS_LOAD_LIVE,  /* in: now out: sessions (every live session) */
+    HD_OP_SESSION_CREATE,       /* in: session (user_id, org_id, user_agent, ip, expires_at),
+                                   token_hash (first refresh token) out: session (id) */
+    HD_OP_SESSION_TOUCH,        /* in: id, now: last_seen_at = now; NOT_FOUND if revoked */
+    HD_OP_SESSION_ROTATE,       /* in: id, token_hash (current), new_token_hash, now: the current
+                                   token becomes rotated with the new one as successor, in one
+                                   transaction; NOT_FOUND if the current one is not current */
+    HD_OP_REFRESH_FIND,         /* in: token_hash out: refresh, session; NOT_FOUND */
+    HD_OP_SESSION_REVOKE,       /* in: id, now; NOT_FOUND if already revoked */
+    HD_OP_SESSIONS_REVOKE_USER, /* in: user_id, except_id ("" = none), now
+                                   out: sessions (the ones revoked) */
+    HD_OP_SESSIONS_LIST,        /* in: user_id, now out: sessions (live, newest first) */
+    HD_OP_SESSIONS_LOAD_LIVE,   /* in: now out: sessions (every live session) */
     /* API keys */
-    HD_OP_API_KEY_CREATE,      /* in: api_key (org_id, name, key_hash, prefix, scopes)
-                                  out: api_key (id) */
-    HD_OP_API_KEY_REVOKE,      /* in: id, org_id, now; NOT_FOUND (also other org) */
-    HD_OP_API_KEY_FIND,        /* in: key_hash out: api_key (active only); NOT_FOUND */
-    HD_OP_API_KEYS_LIST,       /* in: org_id out: api_keys (active, newest first) */
+    HD_OP_API_KEY_CREATE, /* in: api_key (org_id, name, key_hash, prefix, scopes)
+                             out: api_key (id) */
+    HD_OP_API_KEY_REVOKE, /* in: id, org_id, now; NOT_FOUND (also other org) */
+    HD_OP_API_KEY_FIND,   /* in: key_hash out: api_key (active only); NOT_FOUND */
+    HD_OP_API_KEYS_LIST,  /* in: org_id out: api_keys (active, newest first) */
     /* notifications */
-    HD_OP_NOTIFICATION_INSERT, /* in: notification (org_id, user_id|"", type, title, body,
-                                  data) out: notification (id, created_at) */
-    HD_OP_NOTIFICATIONS_LIST,  /* in: user_id, org_id, before_id (0 = newest), limit,
-                                  unread_only out: notifications (newest first, own +
-                                  organization-wide, read flag for user_id) */
-    HD_OP_NOTIFICATION_MARK_READ, /* in: id, user_id, org_id, now; NOT_FOUND if not visible */
+    HD_OP_NOTIFICATION_INSERT,         /* in: notification (org_id, user_id|"", type, title, body,
+                                          data) out: notification (id, created_at) */
+    HD_OP_NOTIFICATIONS_LIST,          /* in: user_id, org_id, before_id (0 = newest), limit,
+                                          unread_only out: notifications (newest first, own +
+                                          organization-wide, read flag for user_id) */
+    HD_OP_NOTIFICATION_MARK_READ,      /* in: id, user_id, org_id, now; NOT_FOUND if not visible */
     HD_OP_NOTIFICATIONS_MARK_ALL_READ, /* in: user_id, org_id, now out: count */
-    HD_OP_EVENTS_AFTER,        /* in: user_id, org_id, after_id, limit out: notifications
-                                  (id ascending, own + organization-wide) */
-    HD_OP_NOTIFICATIONS_PURGE, /* in: before (created_at cut-off) out: count */
-    HD_OP_PING,                /* checks the connection */
+    HD_OP_EVENTS_AFTER,                /* in: user_id, org_id, after_id, limit out: notifications
+                                          (id ascending, own + organization-wide) */
+    HD_OP_NOTIFICATIONS_PURGE,         /* in: before (created_at cut-off) out: count */
+    HD_OP_PING,                        /* checks the connection */
     HD_OP__COUNT
 };
 
@@ -202,9 +202,33 @@ const char *hd_store_status_name(enum hd_store_status status);
 /** Fills @out (HD_ID_LEN + 1 bytes) with a random UUIDv4. Returns 0 or -errno. */
 int hd_uuid_v4(char *out);
 
-/* ---- the store actor (src/store/store.c) ------------------------------- */
+/* ---- schema (src/store/schema.c) ---------------------------------------- */
 
 struct hd_config;
+
+enum hd_schema_mode {
+    HD_SCHEMA_CHECK,  /* fail when a migration is pending */
+    HD_SCHEMA_APPLY,  /* apply what is pending */
+    HD_SCHEMA_STATUS, /* print applied and pending migrations to stdout */
+};
+
+enum hd_schema_result {
+    HD_SCHEMA_OK = 0,
+    HD_SCHEMA_UNREACHABLE = 1, /* no connection within @wait_ms, or a migration failed */
+    HD_SCHEMA_OUTDATED = 2,    /* CHECK found pending migrations */
+};
+
+/**
+ * Opens one connection to the configured store (retrying for up to
+ * @wait_ms), then checks, applies or prints the schema as @mode says, logs
+ * the outcome (naming `herald migrate` when outdated) and closes it. Main
+ * thread, before the store actor starts.
+ */
+enum hd_schema_result hd_store_schema(const struct hd_config *cfg, enum hd_schema_mode mode,
+                                      int wait_ms);
+
+/* ---- the store actor (src/store/store.c) ------------------------------- */
+
 struct hd_store;
 
 /**

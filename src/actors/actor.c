@@ -14,6 +14,7 @@
 
 struct hd_actor {
     struct hd_actor_spec _spec;
+    char _name[32]; /* _spec.name points here: the caller's may be on its stack */
     struct event_base *_base;
     struct hd_inbox *_inbox;
     pthread_t _thread;
@@ -60,6 +61,8 @@ struct hd_actor *hd_actor_start(const struct hd_actor_spec *spec)
 {
     struct hd_actor *a = hd_calloc(1, sizeof(*a));
     a->_spec = *spec;
+    snprintf(a->_name, sizeof(a->_name), "%s", spec->name);
+    a->_spec.name = a->_name;
     a->_base = event_base_new();
     if (!a->_base)
         goto err;

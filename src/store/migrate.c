@@ -107,8 +107,7 @@ int hd__migrate(const struct hd_store_backend *b, struct hd_store_conn *c, char 
             free(applied);
             return -1;
         }
-        hd_log(HD_LOG_INFO, "migration applied", "migration", ms[i].name, "backend", b->name,
-               NULL);
+        hd_log(HD_LOG_INFO, "migration applied", "migration", ms[i].name, "backend", b->name, NULL);
         count++;
     }
     free(applied);

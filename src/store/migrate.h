@@ -20,10 +20,10 @@ size_t hd__migrations_for(const char *dialect, struct hd_migration *out, size_t 
 
 /** What the database has against what the binary carries. */
 struct hd_migration_status {
-    int latest;        /* highest version the binary carries */
-    int applied;       /* how many of them the database has */
-    int pending;       /* how many it lacks */
-    int unknown;       /* versions in the database this binary does not know */
+    int latest;  /* highest version the binary carries */
+    int applied; /* how many of them the database has */
+    int pending; /* how many it lacks */
+    int unknown; /* versions in the database this binary does not know */
 };
 
 /**
