@@ -9,6 +9,8 @@
 #include "herald/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +295,12 @@ static struct hd_store_conn *sq_open(const char *target, int query_timeout_ms, c
         snprintf(err, cap, "sqlite: cannot create the directory of %s: %s", target, strerror(-rc));
         return NULL;
     }
+    /* Create the file owner-only before SQLite does (it would use 0644 less
+     * the umask): it holds password and token hashes. The -wal and -shm
+     * files SQLite makes take the main file's permissions. */
+    int fd = open(target, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
     struct hd_store_conn *c = hd_calloc(1, sizeof(*c));
     c->timeout_ms = query_timeout_ms;
     rc = sqlite3_open_v2(target, &c->db,

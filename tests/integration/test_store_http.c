@@ -63,7 +63,8 @@ Test(store_http, ping_goes_through_a_db_worker_on_sqlite, .timeout = 30)
     struct stat st;
     char db[600];
     snprintf(db, sizeof(db), "%s/var/herald.db", s.dir);
-    cr_expect_eq(stat(db, &st), 0, "the embedded store lives at %s", db);
+    cr_assert_eq(stat(db, &st), 0, "the embedded store lives at %s", db);
+    cr_expect_eq(st.st_mode & 0777, 0600, "it holds hashes: owner-only, not %o", st.st_mode & 0777);
     cr_assert_eq(hd_test_server_stop(&s), 0);
 }
 
