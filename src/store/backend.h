@@ -21,8 +21,7 @@ struct hd_store_backend {
      * On failure returns NULL and writes a one-line reason into @err (never a
      * password).
      */
-    struct hd_store_conn *(*open)(const char *target, int query_timeout_ms, char *err,
-                                  size_t cap);
+    struct hd_store_conn *(*open)(const char *target, int query_timeout_ms, char *err, size_t cap);
 
     /** Closes cleanly (Postgres sees a Terminate message, not an EOF). */
     void (*close)(struct hd_store_conn *c);
@@ -52,8 +51,8 @@ struct hd_store_backend {
      * (by a concurrent node) is a successful no-op. Returns 0, or -1 with a
      * reason in @err (nothing applied).
      */
-    int (*apply_migration)(struct hd_store_conn *c, int version, const char *name,
-                           const char *sql, char *err, size_t cap);
+    int (*apply_migration)(struct hd_store_conn *c, int version, const char *name, const char *sql,
+                           char *err, size_t cap);
 };
 
 extern const struct hd_store_backend hd__store_postgres;
