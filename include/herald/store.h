@@ -93,7 +93,8 @@ enum hd_store_op_kind {
     HD_OP_CREATE_ORG_AND_USER, /* in: org_name, user (email, username?, display_name?,
                                   password_hash); new org, user is its admin
                                   out: user (ids filled); CONFLICT email|username */
-    HD_OP_CREATE_USER,         /* in: user (org_id, email, …, role) out: user; CONFLICT */
+    HD_OP_CREATE_USER,         /* in: user (org_id, email, …, role) out: user; CONFLICT;
+                                  NOT_FOUND for an unknown org */
     HD_OP_FIND_USER_BY_EMAIL,  /* in: email (any case) out: user; NOT_FOUND */
     HD_OP_FIND_USER_BY_ID,     /* in: id out: user; NOT_FOUND */
     HD_OP_UPDATE_PROFILE,      /* in: id, user.username / user.display_name (NULL = keep,
@@ -117,7 +118,8 @@ enum hd_store_op_kind {
     HD_OP_API_KEY_CREATE, /* in: api_key (org_id, name, key_hash, prefix, scopes)
                              out: api_key (id) */
     HD_OP_API_KEY_REVOKE, /* in: id, org_id, now; NOT_FOUND (also other org) */
-    HD_OP_API_KEY_FIND,   /* in: key_hash out: api_key (active only); NOT_FOUND */
+    HD_OP_API_KEY_FIND,   /* in: token_hash = the key's hash (or api_key.key_hash)
+                             out: api_key (active only); NOT_FOUND */
     HD_OP_API_KEYS_LIST,  /* in: org_id out: api_keys (active, newest first) */
     /* notifications */
     HD_OP_NOTIFICATION_INSERT,         /* in: notification (org_id, user_id|"", type, title, body,
@@ -125,7 +127,8 @@ enum hd_store_op_kind {
     HD_OP_NOTIFICATIONS_LIST,          /* in: user_id, org_id, before_id (0 = newest), limit,
                                           unread_only out: notifications (newest first, own +
                                           organization-wide, read flag for user_id) */
-    HD_OP_NOTIFICATION_MARK_READ,      /* in: id, user_id, org_id, now; NOT_FOUND if not visible */
+    HD_OP_NOTIFICATION_MARK_READ,      /* in: notification.id, user_id, org_id, now; NOT_FOUND
+                                          if not visible; marking twice is OK */
     HD_OP_NOTIFICATIONS_MARK_ALL_READ, /* in: user_id, org_id, now out: count */
     HD_OP_EVENTS_AFTER,                /* in: user_id, org_id, after_id, limit out: notifications
                                           (id ascending, own + organization-wide) */
