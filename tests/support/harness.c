@@ -75,9 +75,9 @@ json_t *hd_test_base_config(void)
 {
     /* The embedded SQLite store (var/herald.db under the server's own temp
      * dir), migrated at start as in the dev config; a small pool. */
-    json_t *cfg = json_pack("{s:b, s:{s:s}, s:{s:b}, s:{s:b, s:i}}", "dev_mode", 1, "jwt",
-                            "secret", hd_test_secret(), "log", "access", 1, "store",
-                            "auto_migrate", 1, "pool_size", 2);
+    json_t *cfg =
+        json_pack("{s:b, s:{s:s}, s:{s:b}, s:{s:b, s:i}}", "dev_mode", 1, "jwt", "secret",
+                  hd_test_secret(), "log", "access", 1, "store", "auto_migrate", 1, "pool_size", 2);
     cr_assert(cfg, "json_pack of the base config");
     return cfg;
 }
