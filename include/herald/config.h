@@ -83,6 +83,20 @@ struct hd_config {
     struct {
         char *url; /* redis.url / HERALD_REDIS_URL; "" = in-process only */
     } redis;
+
+    struct {
+        int hash_workers;   /* auth.hash_workers: Argon2id threads; 0 = cores (resolved) */
+        int argon2_ops;     /* auth.argon2_ops: opslimit; default 2 (INTERACTIVE) */
+        int argon2_mem_kib; /* auth.argon2_mem_kib: memlimit; default 65536 (INTERACTIVE) */
+    } auth;
+
+    struct {
+        int lifetime_s;            /* session.lifetime_s: absolute; default 604800 (7 d) */
+        int idle_timeout_s;        /* session.idle_timeout_s: default 86400 (24 h) */
+        int max_per_user;          /* session.max_per_user: default 10 */
+        char *over_limit;          /* session.over_limit: "evict_oldest" | "reject" */
+        int refresh_reuse_grace_s; /* session.refresh_reuse_grace_s: default 10 */
+    } session;
 };
 
 enum hd_config_flags {

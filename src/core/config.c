@@ -44,6 +44,7 @@ struct key_spec {
 
 static const char *const LOG_LEVELS[] = {"debug", "info", "warn", "error", NULL};
 static const char *const SAME_SITE[] = {"Strict", "Lax", "None", NULL};
+static const char *const OVER_LIMIT[] = {"evict_oldest", "reject", NULL};
 static const char *const JWT_ALGORITHMS[] = {"HS256", "HS384", "HS512", NULL};
 
 /* The row macros, kept one initializer per macro (clang-format splits them). */
@@ -101,6 +102,14 @@ static const struct key_spec KEYS[] = {
     K_INT("store.query_timeout_ms", store.query_timeout_ms, 5000, 100, 600000),
     K_BOOL("store.auto_migrate", store.auto_migrate, false),
     K_STR("redis.url", redis.url, "", NULL, hd__config_check_redis_url),
+    K_INT("auth.hash_workers", auth.hash_workers, 0, 0, 64),
+    K_INT("auth.argon2_ops", auth.argon2_ops, 2, 2, 16),
+    K_INT("auth.argon2_mem_kib", auth.argon2_mem_kib, 65536, 65536, 4194304),
+    K_INT("session.lifetime_s", session.lifetime_s, 604800, 60, 31536000),
+    K_INT("session.idle_timeout_s", session.idle_timeout_s, 86400, 60, 31536000),
+    K_INT("session.max_per_user", session.max_per_user, 10, 1, 1000),
+    K_STR("session.over_limit", session.over_limit, "evict_oldest", OVER_LIMIT, NULL),
+    K_INT("session.refresh_reuse_grace_s", session.refresh_reuse_grace_s, 10, 0, 300),
 };
 
 /* Short environment names, applied after the long ones so they win. */
@@ -591,12 +600,15 @@ static void apply_env(struct hd__config_loader *ld, char *const *envp)
 
 /* ---- public ------------------------------------------------------------ */
 
+/* "0 = number of cores" keys, resolved once at load. */
 static void resolve_io_threads(struct hd_config *cfg)
 {
-    if (cfg->server.io_threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        cfg->server.io_threads = n < 1 ? 1 : n > 256 ? 256 : (int)n;
-    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    int cores = n < 1 ? 1 : n > 256 ? 256 : (int)n;
+    if (cfg->server.io_threads == 0)
+        cfg->server.io_threads = cores;
+    if (cfg->auth.hash_workers == 0)
+        cfg->auth.hash_workers = cores > 64 ? 64 : cores;
 }
 
 struct hd_config *hd_config_load(const char *path, char *const *envp, const char *listen, int flags,
