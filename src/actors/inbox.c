@@ -15,15 +15,9 @@
  * ThreadSanitizer cannot see, so it would miss the happens-before edge from
  * a post to its delivery. State that edge explicitly; the queue's own
  * internal accesses are listed in tests/tsan.supp. */
-#if defined(__SANITIZE_THREAD__)
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define HB_RELEASE(addr) __tsan_release(addr)
-#define HB_ACQUIRE(addr) __tsan_acquire(addr)
-#else
-#define HB_RELEASE(addr) ((void)(addr))
-#define HB_ACQUIRE(addr) ((void)(addr))
-#endif
+#include "core/tsan.h"
+#define HB_RELEASE(addr) HD_TSAN_RELEASE(addr)
+#define HB_ACQUIRE(addr) HD_TSAN_ACQUIRE(addr)
 
 struct hd_inbox {
     struct cds_wfcq_head _head;

@@ -1,0 +1,123 @@
+/* The session actor: the only writer of session state. Sessions are
+ * persisted through the store and mirrored in an RCU hash map that any I/O
+ * thread reads (hd_session_lookup) to answer "is this sid alive?" without a
+ * message round trip; the actor publishes and unpublishes entries.
+ *
+ * Requests (create, rotate a refresh token, revoke…) are posted as
+ * struct hd_session_req; the actor answers by calling `done` on its own
+ * thread, which must only post (e.g. hd_reply_post). */
+#ifndef HERALD_SESSION_H
+#define HERALD_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "herald/inbox.h"
+#include "herald/store.h"
+
+#define HD_REFRESH_TOKEN_LEN 43 /* 256 random bits, base64url without padding */
+
+struct hd_sessions;
+struct hd_config;
+
+/** What a lookup returns: a copy, valid after the RCU read section. */
+struct hd_session_info {
+    char id[HD_ID_LEN + 1];
+    char user_id[HD_ID_LEN + 1];
+    char org_id[HD_ID_LEN + 1];
+    enum hd_role role; /* at creation (HD_ROLE_MEMBER for sessions loaded at start):
+                          refresh re-reads the user for the current role */
+    int64_t created_at;
+    int64_t expires_at; /* absolute end */
+};
+
+enum hd_session_req_kind {
+    HD_SESSION_CREATE,      /* in: user (id, org_id, role), user_agent?, ip?
+                               out: session (id…), refresh_token; status LIMIT with reject */
+    HD_SESSION_ROTATE,      /* in: refresh_token out: session, refresh_token (the successor);
+                               a reuse inside the grace window returns the same successor;
+                               after it: status REUSED and the session is revoked */
+    HD_SESSION_REVOKE,      /* in: session_id (+ user_id: must own it) */
+    HD_SESSION_REVOKE_USER, /* in: user_id, except_id ("" = none) out: count */
+    HD_SESSION_LIST,        /* in: user_id out: sessions (live, newest first) */
+};
+
+enum hd_session_status {
+    HD_SESSION_OK = 0,
+    HD_SESSION_INVALID,     /* unknown, expired or revoked session / token */
+    HD_SESSION_REUSED,      /* refresh token replayed after the grace window: revoked */
+    HD_SESSION_LIMIT,       /* session.max_per_user reached and over_limit = reject */
+    HD_SESSION_UNAVAILABLE, /* the store is down or timed out: 503 */
+    HD_SESSION_ERROR,       /* anything else: 500 */
+};
+
+struct hd_session_req;
+typedef void (*hd_session_done_fn)(struct hd_session_req *req);
+
+struct hd_session_req {
+    struct hd_msg _msg;
+    struct hd_session_req *_next; /* the actor's own queue (requests before the load) */
+    enum hd_session_req_kind kind;
+    hd_session_done_fn done; /* on the session actor's thread; must not block */
+    void *ctx;
+    /* in */
+    struct hd_user user; /* CREATE: id, org_id, role (strings not needed) */
+    char *user_agent;    /* owned, may be NULL */
+    char *ip;            /* owned, may be NULL */
+    char session_id[HD_ID_LEN + 1];
+    char user_id[HD_ID_LEN + 1];
+    char except_id[HD_ID_LEN + 1];
+    /* in (ROTATE) / out (CREATE, ROTATE) */
+    char refresh_token[HD_REFRESH_TOKEN_LEN + 1];
+    /* out */
+    enum hd_session_status status;
+    struct hd_session_info session;
+    struct hd_session *sessions; /* LIST: owned array */
+    size_t n_sessions;
+    int64_t count;
+};
+
+/** A zeroed request of @kind. */
+struct hd_session_req *hd_session_req_new(enum hd_session_req_kind kind);
+/** Frees a request and what it owns (wipes the refresh token). */
+void hd_session_req_free(struct hd_session_req *req);
+
+/**
+ * Starts the session actor on @store (borrowed) and loads every live
+ * session from it; until loaded, /readyz reports "sessions" not ready.
+ * Main thread. Returns NULL on failure.
+ */
+struct hd_sessions *hd_sessions_start(const struct hd_config *cfg, struct hd_store *store);
+
+/**
+ * Shutdown, step 1 (after the I/O threads stopped): the actor submits no
+ * new store op and this returns once every op it submitted came back.
+ * Then stop the store (its workers may still be waking this actor's inbox
+ * until they are joined), then call hd_sessions_stop. NULL is fine.
+ */
+void hd_sessions_quiesce(struct hd_sessions *s);
+
+/** Shutdown, step 3: stops the actor and frees the map. NULL is fine. */
+void hd_sessions_stop(struct hd_sessions *s);
+
+/** Posts @req to the actor (takes ownership until done). Any thread. */
+void hd_session_submit(struct hd_sessions *s, struct hd_session_req *req);
+
+/**
+ * True when session @sid (NUL-terminated) is alive at @now_ms: published,
+ * not revoked, not past its absolute lifetime or idle timeout. Fills @out
+ * when given. Records activity: at most once a minute per session the
+ * actor is asked to write last-seen. Any RCU-registered thread; no lock,
+ * no allocation, no message unless a minute passed.
+ */
+bool hd_session_lookup(struct hd_sessions *s, const char *sid, int64_t now_ms,
+                       struct hd_session_info *out);
+
+/** Number of sessions published now (for metrics and tests). Any thread. */
+long hd_sessions_count(struct hd_sessions *s);
+
+/** Hashes a refresh token (or API key) to lowercase hex SHA-256 (65 bytes
+ * with the NUL). Any thread. */
+void hd_token_hash_hex(const char *token, size_t len, char out[65]);
+
+#endif
