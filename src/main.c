@@ -2,12 +2,14 @@
  *
  * Exit codes: 0 success; 1 runtime failure (cannot listen…); 2 bad usage or
  * a configuration that is refused. */
+#include "herald/auth.h"
 #include "herald/config.h"
 #include "herald/core.h"
 #include "herald/echo.h"
 #include "herald/log.h"
 #include "herald/ops.h"
 #include "herald/server.h"
+#include "herald/session.h"
 #include "herald/store.h"
 #include "herald/store_http.h"
 
@@ -169,6 +171,8 @@ static int serve(const struct cli *cli)
     struct hd_echo *echo = NULL;
     struct hd_server *s = NULL;
     struct hd_store *store = NULL;
+    struct hd_sessions *sessions = NULL;
+    struct hd_auth *auth = NULL;
     enum hd_schema_result schema =
         hd_store_schema(cfg, cfg->store.auto_migrate ? HD_SCHEMA_APPLY : HD_SCHEMA_CHECK, 10000);
     if (schema != HD_SCHEMA_OK) {
@@ -176,10 +180,14 @@ static int serve(const struct cli *cli)
         goto out;
     }
     store = hd_store_start(cfg);
+    sessions = store ? hd_sessions_start(cfg, store) : NULL;
+    auth = hd_auth_start(cfg);
+    if (sessions && !hd_sessions_wait_loaded(sessions, 10000))
+        hd_log(HD_LOG_WARN, "sessions not loaded yet: serving, /readyz says so", NULL);
     echo = hd_echo_start();
     s = hd_server_new(cfg);
-    if (!store || !echo || hd_ops_routes(s) != 0 || hd_echo_routes(echo, s) != 0 ||
-        hd_store_routes(store, s) != 0) {
+    if (!store || !sessions || !auth || !echo || hd_ops_routes(s) != 0 ||
+        hd_echo_routes(echo, s) != 0 || hd_store_routes(store, s) != 0) {
         hd_log(HD_LOG_ERROR, "cannot set up routes and actors", NULL);
         goto out;
     }
@@ -187,9 +195,15 @@ static int serve(const struct cli *cli)
         goto out;
     rc = wait_for_shutdown(s, cfg, &set);
 out:
-    hd_server_free(s); /* joins the I/O threads: nothing posts to actors after */
+    /* Producers before consumers: the I/O threads, then the actors they post
+     * to; the session actor and the store post to each other, so the
+     * session actor first stops asking, then the store stops, then it. */
+    hd_server_free(s);
     hd_echo_stop(echo);
+    hd_auth_stop(auth);
+    hd_sessions_quiesce(sessions);
     hd_store_stop(store);
+    hd_sessions_stop(sessions);
     hd_log(HD_LOG_INFO, "stopped", NULL);
     hd_config_free(cfg);
     return rc;

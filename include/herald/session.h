@@ -113,6 +113,10 @@ void hd_session_submit(struct hd_sessions *s, struct hd_session_req *req);
 bool hd_session_lookup(struct hd_sessions *s, const char *sid, int64_t now_ms,
                        struct hd_session_info *out);
 
+/** Waits up to @timeout_ms for the live sessions to be loaded; true when
+ * they are. Main thread, at start (before serving traffic). */
+bool hd_sessions_wait_loaded(struct hd_sessions *s, int timeout_ms);
+
 /** Number of sessions published now (for metrics and tests). Any thread. */
 long hd_sessions_count(struct hd_sessions *s);
 

@@ -81,7 +81,7 @@ struct hd_sessions {
     /* actor thread only: */
     struct rotation *rotations;
     struct event *sweep;
-    bool loaded; /* live sessions loaded: requests wait until then */
+    bool loaded; /* atomic: live sessions loaded; requests wait until then */
     struct hd_session_req *waiting_head, *waiting_tail;
     int in_store;    /* store ops submitted and not back yet */
     bool stopping;   /* quiesced: no new store op */
@@ -515,7 +515,7 @@ static void loaded(struct hd_sessions *s, struct hd_store_op *op)
     char detail[64];
     snprintf(detail, sizeof(detail), "%ld live sessions loaded", n);
     hd_health_set("sessions", true, detail);
-    s->loaded = true;
+    __atomic_store_n(&s->loaded, true, __ATOMIC_RELEASE);
     run_waiting(s);
 }
 
@@ -790,6 +790,18 @@ bool hd_session_lookup(struct hd_sessions *s, const char *sid, int64_t now_ms,
     }
     rcu_read_unlock();
     return alive;
+}
+
+bool hd_sessions_wait_loaded(struct hd_sessions *s, int timeout_ms)
+{
+    uint64_t deadline = hd_now_ms() + (uint64_t)timeout_ms;
+    while (!__atomic_load_n(&s->loaded, __ATOMIC_ACQUIRE)) {
+        if (hd_now_ms() >= deadline)
+            return false;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
 }
 
 long hd_sessions_count(struct hd_sessions *s)
