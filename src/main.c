@@ -2,6 +2,7 @@
  *
  * Exit codes: 0 success; 1 runtime failure (cannot listen…); 2 bad usage or
  * a configuration that is refused. */
+#include "api/api.h"
 #include "herald/auth.h"
 #include "herald/config.h"
 #include "herald/core.h"
@@ -173,6 +174,7 @@ static int serve(const struct cli *cli)
     struct hd_store *store = NULL;
     struct hd_sessions *sessions = NULL;
     struct hd_auth *auth = NULL;
+    struct hd_api api = {.cfg = cfg};
     enum hd_schema_result schema =
         hd_store_schema(cfg, cfg->store.auto_migrate ? HD_SCHEMA_APPLY : HD_SCHEMA_CHECK, 10000);
     if (schema != HD_SCHEMA_OK) {
@@ -185,9 +187,14 @@ static int serve(const struct cli *cli)
     if (sessions && !hd_sessions_wait_loaded(sessions, 10000))
         hd_log(HD_LOG_WARN, "sessions not loaded yet: serving, /readyz says so", NULL);
     echo = hd_echo_start();
+    api.store = store;
+    api.sessions = sessions;
+    api.auth = auth;
+    api.keys = hd_token_keys_new(cfg);
     s = hd_server_new(cfg);
     if (!store || !sessions || !auth || !echo || hd_ops_routes(s) != 0 ||
-        hd_echo_routes(echo, s) != 0 || hd_store_routes(store, s) != 0) {
+        hd_echo_routes(echo, s) != 0 || hd_store_routes(store, s) != 0 || !api.keys ||
+        hd_api_auth_routes(&api, s) != 0) {
         hd_log(HD_LOG_ERROR, "cannot set up routes and actors", NULL);
         goto out;
     }
@@ -204,6 +211,7 @@ out:
     hd_sessions_quiesce(sessions);
     hd_store_stop(store);
     hd_sessions_stop(sessions);
+    hd_token_keys_free(api.keys);
     hd_log(HD_LOG_INFO, "stopped", NULL);
     hd_config_free(cfg);
     return rc;

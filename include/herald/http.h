@@ -30,6 +30,8 @@ const char *hd_req_path(const struct hd_exchange *x, size_t *len);
 const char *hd_req_query(const struct hd_exchange *x, size_t *len);
 /** The value of header @name (case-insensitive), or NULL; *len its length. */
 const char *hd_req_header(const struct hd_exchange *x, const char *name, size_t *len);
+/** How many times header @name (case-insensitive) occurs. */
+int hd_req_header_count(const struct hd_exchange *x, const char *name);
 /** The request body (possibly empty); *len its length. */
 const char *hd_req_body(const struct hd_exchange *x, size_t *len);
 /** The raw value of path parameter @name ("{id}" in the pattern), or NULL. */
@@ -46,6 +48,15 @@ const char *hd_req_id(const struct hd_exchange *x);
 const char *hd_req_peer(const struct hd_exchange *x);
 /** The ctx given to hd_server_route for the matched route (NULL if none). */
 void *hd_route_ctx(const struct hd_exchange *x);
+/**
+ * Attaches per-request state to @x for handlers that continue across
+ * several actor round trips. @free_fn (may be NULL) runs when the exchange
+ * ends — answered, or its connection closed while parked. Replaces (and
+ * frees) any earlier state.
+ */
+void hd_exchange_set_state(struct hd_exchange *x, void *state, void (*free_fn)(void *));
+/** The state set with hd_exchange_set_state, or NULL. */
+void *hd_exchange_state(const struct hd_exchange *x);
 /** The I/O thread that owns @x. */
 struct hd_io *hd_exchange_io(const struct hd_exchange *x);
 

@@ -121,6 +121,8 @@ struct hd_exchange {
     struct hd_buf body;
     struct hd_buf resp_headers; /* extra response header lines */
     const struct hd_route *route;
+    void *state; /* a handler's, across round trips */
+    void (*state_free)(void *);
     struct hd_param params[HD_MAX_PARAMS];
     int n_params;
     int method;

@@ -46,6 +46,10 @@ struct hd_exchange *hd__exchange_get(struct hd_io *io)
 
 void hd__exchange_put(struct hd_io *io, struct hd_exchange *x)
 {
+    if (x->state && x->state_free)
+        x->state_free(x->state);
+    x->state = NULL;
+    x->state_free = NULL;
     /* Keep a few warm exchanges per thread; give large buffers back. */
     if (io->n_free_exchanges >= 64) {
         free(x->arena);

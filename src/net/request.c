@@ -40,6 +40,17 @@ const char *hd_req_header(const struct hd_exchange *x, const char *name, size_t 
     return NULL;
 }
 
+int hd_req_header_count(const struct hd_exchange *x, const char *name)
+{
+    size_t n = strlen(name);
+    int count = 0;
+    for (int i = 0; i < x->n_headers; i++) {
+        const struct hd_header_ref *h = &x->headers[i];
+        count += h->name_len == n && strncasecmp(h->name, name, n) == 0;
+    }
+    return count;
+}
+
 const char *hd_req_body(const struct hd_exchange *x, size_t *len)
 {
     *len = x->body.len;
@@ -144,6 +155,19 @@ const char *hd_req_peer(const struct hd_exchange *x)
                       sizeof(mx->peer));
     }
     return mx->peer;
+}
+
+void hd_exchange_set_state(struct hd_exchange *x, void *state, void (*free_fn)(void *))
+{
+    if (x->state && x->state_free)
+        x->state_free(x->state);
+    x->state = state;
+    x->state_free = free_fn;
+}
+
+void *hd_exchange_state(const struct hd_exchange *x)
+{
+    return x->state;
 }
 
 void *hd_route_ctx(const struct hd_exchange *x)
