@@ -40,6 +40,8 @@ enum hd_session_req_kind {
     HD_SESSION_REVOKE,      /* in: session_id (+ user_id: must own it) */
     HD_SESSION_REVOKE_USER, /* in: user_id, except_id ("" = none) out: count */
     HD_SESSION_LIST,        /* in: user_id out: sessions (live, newest first) */
+    HD_SESSION_PROFILE,     /* in: user_id, user_json: republish the user's profile (after a
+                               change, or on first read after a restart) if it has a session */
 };
 
 enum hd_session_status {
@@ -62,6 +64,7 @@ struct hd_session_req {
     void *ctx;
     /* in */
     struct hd_user user; /* CREATE: id, org_id, role (strings not needed) */
+    char *user_json;     /* owned: CREATE/PROFILE, the user's public JSON for /api/me */
     char *user_agent;    /* owned, may be NULL */
     char *ip;            /* owned, may be NULL */
     char session_id[HD_ID_LEN + 1];
@@ -112,6 +115,13 @@ void hd_session_submit(struct hd_sessions *s, struct hd_session_req *req);
  */
 bool hd_session_lookup(struct hd_sessions *s, const char *sid, int64_t now_ms,
                        struct hd_session_info *out);
+
+/**
+ * Copies the published profile JSON of @user_id into @buf (capacity @cap,
+ * NUL-terminated) and returns its length; 0 when none is published (or it
+ * does not fit). Any RCU-registered thread; no lock, no message.
+ */
+size_t hd_session_profile(struct hd_sessions *s, const char *user_id, char *buf, size_t cap);
 
 /** Waits up to @timeout_ms for the live sessions to be loaded; true when
  * they are. Main thread, at start (before serving traffic). */

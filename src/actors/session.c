@@ -126,6 +126,7 @@ void hd_session_req_free(struct hd_session_req *req)
         return;
     free(req->user_agent);
     free(req->ip);
+    free(req->user_json);
     hd_user_clear(&req->user);
     for (size_t i = 0; i < req->n_sessions; i++)
         hd_session_clear(&req->sessions[i]);
@@ -278,6 +279,8 @@ static void created(struct hd_sessions *s, struct hd_store_op *op, struct hd_ses
     struct sess_node *n = node_from(&op->session, req->user.role);
     req->session = n->info;
     sess_map_publish(s->map, n);
+    if (req->user_json)
+        prof_publish(s->map, req->user.id, req->user_json);
     answer(req, HD_SESSION_OK);
 }
 
@@ -434,6 +437,13 @@ static void handle_revoke_user(struct hd_sessions *s, struct hd_session_req *req
     memcpy(op->except_id, req->except_id, sizeof(op->except_id));
     op->now = wall_ms();
     submit(s, op, STEP_REVOKE_USER, req);
+}
+
+static void handle_profile(struct hd_sessions *s, struct hd_session_req *req)
+{
+    if (req->user_json && sess_user_count(s->map, req->user_id) > 0)
+        prof_publish(s->map, req->user_id, req->user_json);
+    answer(req, HD_SESSION_OK);
 }
 
 static void handle_list(struct hd_sessions *s, struct hd_session_req *req)
@@ -653,6 +663,9 @@ static void handle_request(struct hd_sessions *s, struct hd_session_req *req)
     case HD_SESSION_LIST:
         handle_list(s, req);
         break;
+    case HD_SESSION_PROFILE:
+        handle_profile(s, req);
+        break;
     default:
         answer(req, HD_SESSION_ERROR);
         break;
@@ -790,6 +803,19 @@ bool hd_session_lookup(struct hd_sessions *s, const char *sid, int64_t now_ms,
     }
     rcu_read_unlock();
     return alive;
+}
+
+size_t hd_session_profile(struct hd_sessions *s, const char *user_id, char *buf, size_t cap)
+{
+    size_t len = 0;
+    rcu_read_lock();
+    struct prof_node *p = prof_find(s->map, user_id);
+    if (p && p->len < cap) {
+        memcpy(buf, p->json, p->len + 1);
+        len = p->len;
+    }
+    rcu_read_unlock();
+    return len;
 }
 
 bool hd_sessions_wait_loaded(struct hd_sessions *s, int timeout_ms)

@@ -5,6 +5,7 @@
 #include "core/tsan.h"
 #include "herald/core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ struct user_entry {
 
 struct sess_map {
     struct cds_lfht *ht;
+    struct cds_lfht *profiles;
     long count; /* atomic */
     struct user_entry *users[USER_BUCKETS];
 };
@@ -44,7 +46,12 @@ struct sess_map *sess_map_new(void)
 {
     struct sess_map *m = hd_calloc(1, sizeof(*m));
     m->ht = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
-    if (!m->ht) {
+    m->profiles = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    if (!m->ht || !m->profiles) {
+        if (m->ht)
+            cds_lfht_destroy(m->ht, NULL);
+        if (m->profiles)
+            cds_lfht_destroy(m->profiles, NULL);
         free(m);
         return NULL;
     }
@@ -56,6 +63,7 @@ void sess_map_free(struct sess_map *m)
     if (!m)
         return;
     HD_ASSERT(cds_lfht_destroy(m->ht, NULL) == 0);
+    HD_ASSERT(cds_lfht_destroy(m->profiles, NULL) == 0);
     for (int i = 0; i < USER_BUCKETS; i++) {
         while (m->users[i]) {
             struct user_entry *u = m->users[i];
@@ -105,7 +113,8 @@ static void user_unlink(struct sess_map *m, struct sess_node *n)
         n->user_next->user_prev = n->user_prev;
     else
         u->newest = n->user_prev;
-    if (--u->count == 0) {
+    if (--u->count == 0) { /* the user's last session: its profile goes too */
+        prof_unpublish(m, u->user_id);
         *p = u->next;
         free(u);
     }
@@ -162,6 +171,55 @@ void sess_map_each(struct sess_map *m, void (*fn)(void *arg, struct sess_node *n
     {
         fn(arg, n);
     }
+    rcu_read_unlock();
+}
+
+static int match_user(struct cds_lfht_node *node, const void *key)
+{
+    const struct prof_node *n = caa_container_of(node, struct prof_node, node);
+    return strcmp(n->user_id, key) == 0;
+}
+
+static void free_profile(struct rcu_head *head)
+{
+    free(caa_container_of(head, struct prof_node, rcu));
+}
+
+void prof_publish(struct sess_map *m, const char *user_id, const char *json)
+{
+    size_t len = strlen(json);
+    struct prof_node *n = hd_malloc(sizeof(*n) + len + 1);
+    cds_lfht_node_init(&n->node);
+    snprintf(n->user_id, sizeof(n->user_id), "%s", user_id);
+    n->len = len;
+    memcpy(n->json, json, len + 1);
+    HD_TSAN_RELEASE(n);
+    rcu_read_lock();
+    struct cds_lfht_node *old =
+        cds_lfht_add_replace(m->profiles, hash_id(user_id), match_user, user_id, &n->node);
+    rcu_read_unlock();
+    if (old)
+        call_rcu(&caa_container_of(old, struct prof_node, node)->rcu, free_profile);
+}
+
+struct prof_node *prof_find(struct sess_map *m, const char *user_id)
+{
+    struct cds_lfht_iter iter;
+    cds_lfht_lookup(m->profiles, hash_id(user_id), match_user, user_id, &iter);
+    struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
+    if (!node)
+        return NULL;
+    struct prof_node *n = caa_container_of(node, struct prof_node, node);
+    HD_TSAN_ACQUIRE(n);
+    return n;
+}
+
+void prof_unpublish(struct sess_map *m, const char *user_id)
+{
+    rcu_read_lock();
+    struct prof_node *n = prof_find(m, user_id);
+    if (n && cds_lfht_del(m->profiles, &n->node) == 0)
+        call_rcu(&n->rcu, free_profile);
     rcu_read_unlock();
 }
 

@@ -44,6 +44,24 @@ void sess_map_each(struct sess_map *m, void (*fn)(void *arg, struct sess_node *n
 /** Published nodes. Any thread. */
 long sess_map_count(struct sess_map *m);
 
+/* Profiles: the rendered public JSON of each user with a live session, for
+ * GET /api/me without a store round trip. Readers: any RCU thread. */
+struct prof_node {
+    struct cds_lfht_node node;
+    struct rcu_head rcu;
+    char user_id[HD_ID_LEN + 1];
+    size_t len;
+    char json[]; /* NUL-terminated */
+};
+
+/** Publishes @json as the profile of @user_id, replacing any older one.
+ * Actor thread. */
+void prof_publish(struct sess_map *m, const char *user_id, const char *json);
+/** Removes the profile of @user_id if any. Actor thread. */
+void prof_unpublish(struct sess_map *m, const char *user_id);
+/** Finds a profile; under rcu_read_lock, valid until unlock. */
+struct prof_node *prof_find(struct sess_map *m, const char *user_id);
+
 /* The actor's per-user index (actor thread only). */
 int sess_user_count(struct sess_map *m, const char *user_id);
 struct sess_node *sess_user_oldest(struct sess_map *m, const char *user_id);

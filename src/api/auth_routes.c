@@ -118,6 +118,7 @@ static void start_session(struct hd_exchange *x, struct flow *f)
         req->user_agent = hd_strndup(ua, len > 256 ? 256 : len);
     req->ip = hd_strdup(hd_req_peer(x));
     f->user_json = render_user(&f->user);
+    req->user_json = hd_strdup(f->user_json);
     hd_api_session_call(x, req, session_created);
 }
 
@@ -438,6 +439,13 @@ static void handle_delete_session(struct hd_exchange *x)
 
 /* ---- me ---------------------------------------------------------------------------- */
 
+static void profile_done(struct hd_session_req *req)
+{
+    hd_session_req_free(req);
+}
+
+/* Not published (first read after a restart): read the store, answer, and
+ * publish it for the next reads. */
 static void me_found(struct hd_exchange *x, struct hd_store_op *op)
 {
     if (op->status != HD_STORE_OK) {
@@ -445,15 +453,28 @@ static void me_found(struct hd_exchange *x, struct hd_store_op *op)
         return;
     }
     char *text = render_user(&op->user);
+    struct hd_session_req *req = hd_session_req_new(HD_SESSION_PROFILE);
+    memcpy(req->user_id, op->user.id, sizeof(req->user_id));
+    req->user_json = hd_strdup(text);
+    req->done = profile_done;
+    hd_session_submit(hd_api_of(x)->sessions, req);
     hd_respond_json(x, 200, text, strlen(text));
     free(text);
 }
 
+/* GET /api/me: the hot path. The profile lives in memory beside the live
+ * session (published by the session actor): no store, no actor round trip. */
 static void handle_me(struct hd_exchange *x)
 {
     struct hd_api_caller who;
     if (!hd_api_authenticate(x, &who))
         return;
+    char buf[2048];
+    size_t len = hd_session_profile(hd_api_of(x)->sessions, who.claims.sub, buf, sizeof(buf));
+    if (len) {
+        hd_respond_json(x, 200, buf, len);
+        return;
+    }
     struct hd_store_op *op = hd_store_op_new(HD_OP_FIND_USER_BY_ID);
     memcpy(op->id, who.claims.sub, sizeof(op->id));
     hd_store_call(hd_api_of(x)->store, x, op, me_found);

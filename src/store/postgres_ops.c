@@ -324,8 +324,9 @@ static bool insert_user(struct hd_store_conn *c, struct hd_store_op *op, const c
 static void user_created(struct hd_user *u, const char *id, const char *org_id, enum hd_role role,
                          int64_t now)
 {
-    snprintf(u->id, sizeof(u->id), "%s", id);
-    snprintf(u->org_id, sizeof(u->org_id), "%s", org_id);
+    /* memmove: a caller may pass u's own fields as @id / @org_id */
+    memmove(u->id, id, strnlen(id, HD_ID_LEN) + 1);
+    memmove(u->org_id, org_id, strnlen(org_id, HD_ID_LEN) + 1);
     u->role = role;
     u->created_at = u->updated_at = now;
     null_if_empty(&u->username);
