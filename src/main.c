@@ -9,6 +9,7 @@
 #include "herald/echo.h"
 #include "herald/log.h"
 #include "herald/ops.h"
+#include "herald/password.h"
 #include "herald/server.h"
 #include "herald/session.h"
 #include "herald/store.h"
@@ -38,6 +39,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: herald serve --config FILE [--listen HOST:PORT]\n"
                  "       herald check-config --config FILE [--listen HOST:PORT]\n"
                  "       herald migrate --config FILE [--status]\n"
+                 "       herald hash-cost --config FILE   (ms per password hash here)\n"
                  "       herald version\n");
 }
 
@@ -117,6 +119,36 @@ static int migrate(const struct cli *cli)
         hd_store_schema(cfg, cli->status ? HD_SCHEMA_STATUS : HD_SCHEMA_APPLY, 10000);
     hd_config_free(cfg);
     return r == HD_SCHEMA_OK ? 0 : 1;
+}
+
+/* herald hash-cost: the median time of one password hash at the configured
+ * Argon2id costs; cores / that time is this machine's login ceiling. */
+static int hash_cost(const struct cli *cli)
+{
+    struct hd_config *cfg = load_config(cli, true);
+    if (!cfg)
+        return 2;
+    struct hd_password_params p;
+    hd_password_params_from_config(cfg, &p);
+    double ms[5];
+    char out[256];
+    for (int i = 0; i < 5; i++) {
+        uint64_t t0 = hd_now_us();
+        if (hd_password_hash("bench-password-123", 18, &p, out) != 0) {
+            hd_config_free(cfg);
+            return 1;
+        }
+        ms[i] = (double)(hd_now_us() - t0) / 1000.0;
+    }
+    for (int i = 1; i < 5; i++) /* insertion sort of five */
+        for (int k = i; k > 0 && ms[k] < ms[k - 1]; k--) {
+            double t = ms[k];
+            ms[k] = ms[k - 1];
+            ms[k - 1] = t;
+        }
+    printf("%.1f\n", ms[2]);
+    hd_config_free(cfg);
+    return 0;
 }
 
 static int check_config(const struct cli *cli)
@@ -242,6 +274,8 @@ int main(int argc, char **argv)
         return check_config(&cli);
     if (strcmp(cli.command, "migrate") == 0)
         return migrate(&cli);
+    if (strcmp(cli.command, "hash-cost") == 0)
+        return hash_cost(&cli);
     usage(stderr);
     return 2;
 }
