@@ -294,6 +294,16 @@ Test(token, length_is_honoured_without_nul)
 
 /* ---- security tests 1-3: algorithm and signature ------------------------- */
 
+/* The base64url character whose 6-bit value is @ch's with bit @bit flipped. */
+static char b64_flip(char ch, int bit)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char *at = strchr(alphabet, ch);
+    cr_assert(at && ch);
+    return alphabet[(at - alphabet) ^ (1 << bit)];
+}
+
 Test(token, alg_none_with_empty_signature_is_refused)
 {
     char h[64], p[1024];
@@ -390,10 +400,15 @@ Test(token, any_changed_signature_character_is_refused)
 {
     char *t = mint(NOW);
     size_t n = strlen(t), sig = (size_t)(strrchr(t, '.') - t) + 1;
-    /* The last character: flip its lowest bit (same base64url class). */
-    t[n - 1] ^= 1;
-    expect(t, NOW, HD_TOKEN_BAD_SIGNATURE);
-    t[n - 1] ^= 1;
+    /* The last character: flip each of its six bits. For HS256 its two low
+     * bits are padding: flipping those still names the same MAC bytes, and
+     * must be refused as well (libjwt compares the canonical encoding). */
+    char saved_last = t[n - 1];
+    for (int bit = 0; bit < 6; bit++) {
+        t[n - 1] = b64_flip(saved_last, bit);
+        expect(t, NOW, HD_TOKEN_BAD_SIGNATURE);
+    }
+    t[n - 1] = saved_last;
     expect(t, NOW, HD_TOKEN_OK);
     for (size_t i = sig; i < n; i++) {
         char saved = t[i];
