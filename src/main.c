@@ -3,6 +3,7 @@
  * Exit codes: 0 success; 1 runtime failure (cannot listen…); 2 bad usage or
  * a configuration that is refused. */
 #include "api/api.h"
+#include "api/routes.h"
 #include "herald/auth.h"
 #include "herald/config.h"
 #include "herald/core.h"
@@ -36,11 +37,14 @@ struct cli {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: herald serve --config FILE [--listen HOST:PORT]\n"
-                 "       herald check-config --config FILE [--listen HOST:PORT]\n"
-                 "       herald migrate --config FILE [--status]\n"
-                 "       herald hash-cost --config FILE   (ms per password hash here)\n"
-                 "       herald version\n");
+    fprintf(out,
+            "usage: herald serve --config FILE [--listen HOST:PORT]\n"
+            "       herald check-config --config FILE [--listen HOST:PORT]\n"
+            "       herald migrate --config FILE [--status]\n"
+            "       herald hash-cost --config FILE   (ms per password hash here)\n"
+            "       herald admin create --email E --org NAME [--username U]\n"
+            "                           [--display-name D] --config FILE  (password on stdin)\n"
+            "       herald version\n");
 }
 
 static int parse_cli(int argc, char **argv, struct cli *cli)
@@ -226,7 +230,8 @@ static int serve(const struct cli *cli)
     s = hd_server_new(cfg);
     if (!store || !sessions || !auth || !echo || hd_ops_routes(s) != 0 ||
         hd_echo_routes(echo, s) != 0 || hd_store_routes(store, s) != 0 || !api.keys ||
-        hd_api_auth_routes(&api, s) != 0) {
+        hd_api_auth_routes(&api, s) != 0 || hd_api_account_routes(&api, s) != 0 ||
+        hd_api_admin_routes(&api, s) != 0 || hd_api_keys_routes(&api, s) != 0) {
         hd_log(HD_LOG_ERROR, "cannot set up routes and actors", NULL);
         goto out;
     }
@@ -252,6 +257,20 @@ out:
 int main(int argc, char **argv)
 {
     struct cli cli = {0};
+    if (argc >= 2 && strcmp(argv[1], "admin") == 0) { /* its own flags: --email, --org… */
+        if (sodium_init() < 0) {
+            fprintf(stderr, "herald: libsodium failed to initialise\n");
+            return 1;
+        }
+        cli.command = "admin";
+        cli.config = hd_admin_cli_config_path(argc, argv);
+        struct hd_config *cfg = load_config(&cli, true);
+        if (!cfg)
+            return 2;
+        int rc = hd_admin_cli(argc, argv, cfg);
+        hd_config_free(cfg);
+        return rc;
+    }
     if (parse_cli(argc, argv, &cli) != 0) {
         usage(stderr);
         return 2;

@@ -40,7 +40,8 @@ enum hd_session_req_kind {
     HD_SESSION_REVOKE,      /* in: session_id (+ user_id: must own it) */
     HD_SESSION_REVOKE_USER, /* in: user_id, except_id ("" = none) out: count */
     HD_SESSION_LIST,        /* in: user_id out: sessions (live, newest first) */
-    HD_SESSION_PROFILE,     /* in: user_id, user_json: republish the user's profile (after a
+    HD_SESSION_PROFILE,     /* in: user_id, user_json, user.updated_at (its version):
+                               republish the user's profile (after a
                                change, or on first read after a restart) if it has a session */
 };
 
@@ -65,6 +66,10 @@ struct hd_session_req {
     /* in */
     struct hd_user user; /* CREATE: id, org_id, role (strings not needed) */
     char *user_json;     /* owned: CREATE/PROFILE, the user's public JSON for /api/me */
+    int64_t basis_ms;    /* CREATE: when the user record it rests on was read (0: now). If
+                            the user's sessions were ended (disable, password change,
+                            global logout) after that, the new session is refused too:
+                            status INVALID */
     char *user_agent;    /* owned, may be NULL */
     char *ip;            /* owned, may be NULL */
     char session_id[HD_ID_LEN + 1];

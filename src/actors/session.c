@@ -67,6 +67,17 @@ struct rotation {
     struct rotation *next;
 };
 
+/* When a user's sessions were last ended, so that a session created from a
+ * user record read before that moment is ended as well (a login that
+ * overlaps a disable or a password change). Actor only; pruned by the sweep. */
+struct ended {
+    char user_id[HD_ID_LEN + 1];
+    int64_t at;
+    struct ended *next;
+};
+
+#define ENDED_KEEP_MS (10 * 60 * 1000) /* far longer than any login takes */
+
 struct touch_msg {
     struct hd_msg msg;
     char sid[HD_ID_LEN + 1];
@@ -80,6 +91,7 @@ struct hd_sessions {
     struct sess_map *map;
     /* actor thread only: */
     struct rotation *rotations;
+    struct ended *ended;
     struct event *sweep;
     bool loaded; /* atomic: live sessions loaded; requests wait until then */
     struct hd_session_req *waiting_head, *waiting_tail;
@@ -235,6 +247,38 @@ static void unpublish_id(struct hd_sessions *s, const char *sid)
         sess_map_unpublish(s->map, n);
 }
 
+/* ---- ended users --------------------------------------------------------- */
+
+static int64_t ended_at(struct hd_sessions *s, const char *user_id)
+{
+    for (struct ended *e = s->ended; e; e = e->next) {
+        if (strcmp(e->user_id, user_id) == 0)
+            return e->at;
+    }
+    return 0;
+}
+
+static void note_ended(struct hd_sessions *s, const char *user_id, int64_t at)
+{
+    for (struct ended *e = s->ended; e; e = e->next) {
+        if (strcmp(e->user_id, user_id) == 0) {
+            e->at = at;
+            return;
+        }
+    }
+    struct ended *e = hd_calloc(1, sizeof(*e));
+    snprintf(e->user_id, sizeof(e->user_id), "%s", user_id);
+    e->at = at;
+    e->next = s->ended;
+    s->ended = e;
+}
+
+/* True when a session resting on a user record read at @basis must not live. */
+static bool superseded(struct hd_sessions *s, const struct hd_session_req *req)
+{
+    return req->basis_ms && req->basis_ms <= ended_at(s, req->user.id);
+}
+
 /* ---- create ------------------------------------------------------------- */
 
 static void evict(struct hd_sessions *s, struct sess_node *n)
@@ -248,6 +292,10 @@ static void evict(struct hd_sessions *s, struct sess_node *n)
 
 static void handle_create(struct hd_sessions *s, struct hd_session_req *req)
 {
+    if (superseded(s, req)) {
+        answer(req, HD_SESSION_INVALID);
+        return;
+    }
     int max = s->cfg->session.max_per_user;
     while (sess_user_count(s->map, req->user.id) >= max) {
         if (strcmp(s->cfg->session.over_limit, "reject") == 0) {
@@ -276,11 +324,20 @@ static void created(struct hd_sessions *s, struct hd_store_op *op, struct hd_ses
         answer(req, from_store(op->status));
         return;
     }
+    if (superseded(s, req)) { /* the user's sessions ended while this one was written */
+        struct hd_store_op *revoke = hd_store_op_new(HD_OP_SESSION_REVOKE);
+        memcpy(revoke->id, op->session.id, sizeof(revoke->id));
+        revoke->now = wall_ms();
+        submit(s, revoke, STEP_FORGET, NULL);
+        sodium_memzero(req->refresh_token, sizeof(req->refresh_token));
+        answer(req, HD_SESSION_INVALID);
+        return;
+    }
     struct sess_node *n = node_from(&op->session, req->user.role);
     req->session = n->info;
     sess_map_publish(s->map, n);
     if (req->user_json)
-        prof_publish(s->map, req->user.id, req->user_json);
+        prof_publish(s->map, req->user.id, req->user_json, req->user.updated_at);
     answer(req, HD_SESSION_OK);
 }
 
@@ -426,6 +483,7 @@ static void handle_revoke(struct hd_sessions *s, struct hd_session_req *req)
 
 static void handle_revoke_user(struct hd_sessions *s, struct hd_session_req *req)
 {
+    note_ended(s, req->user_id, wall_ms());
     struct sess_node *nodes[MAX_LIST];
     int n = sess_user_nodes(s->map, req->user_id, nodes, MAX_LIST);
     for (int i = 0; i < n; i++) {
@@ -442,7 +500,7 @@ static void handle_revoke_user(struct hd_sessions *s, struct hd_session_req *req
 static void handle_profile(struct hd_sessions *s, struct hd_session_req *req)
 {
     if (req->user_json && sess_user_count(s->map, req->user_id) > 0)
-        prof_publish(s->map, req->user_id, req->user_json);
+        prof_publish(s->map, req->user_id, req->user_json, req->user.updated_at);
     answer(req, HD_SESSION_OK);
 }
 
@@ -548,6 +606,15 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     struct hd_sessions *s = arg;
     struct sweep_ctx c = {s, wall_ms()};
     sess_map_each(s->map, sweep_one, &c);
+    for (struct ended **e = &s->ended; *e;) {
+        if (c.now - (*e)->at > ENDED_KEEP_MS) {
+            struct ended *old = *e;
+            *e = old->next;
+            free(old);
+        } else {
+            e = &(*e)->next;
+        }
+    }
     int64_t keep_ms = (int64_t)s->cfg->session.refresh_reuse_grace_s * 1000 + 60000;
     for (struct rotation **p = &s->rotations; *p;) {
         struct rotation *r = *p;
@@ -699,6 +766,11 @@ static void on_stop(struct hd_actor *a)
         struct hd_session_req *req = s->waiting_head;
         s->waiting_head = req->_next;
         answer(req, HD_SESSION_UNAVAILABLE);
+    }
+    while (s->ended) {
+        struct ended *e = s->ended;
+        s->ended = e->next;
+        free(e);
     }
     while (s->rotations) {
         struct rotation *r = s->rotations;

@@ -185,13 +185,20 @@ static void free_profile(struct rcu_head *head)
     free(caa_container_of(head, struct prof_node, rcu));
 }
 
-void prof_publish(struct sess_map *m, const char *user_id, const char *json)
+void prof_publish(struct sess_map *m, const char *user_id, const char *json, int64_t version)
 {
+    rcu_read_lock();
+    struct prof_node *cur = prof_find(m, user_id);
+    bool newer_published = cur && cur->version > version;
+    rcu_read_unlock();
+    if (newer_published) /* only the actor publishes: no race with this check */
+        return;
     size_t len = strlen(json);
     struct prof_node *n = hd_malloc(sizeof(*n) + len + 1);
     cds_lfht_node_init(&n->node);
     snprintf(n->user_id, sizeof(n->user_id), "%s", user_id);
     n->len = len;
+    n->version = version;
     memcpy(n->json, json, len + 1);
     HD_TSAN_RELEASE(n);
     rcu_read_lock();

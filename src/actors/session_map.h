@@ -50,13 +50,14 @@ struct prof_node {
     struct cds_lfht_node node;
     struct rcu_head rcu;
     char user_id[HD_ID_LEN + 1];
+    int64_t version; /* the user's updated_at: an older rendering never replaces a newer */
     size_t len;
     char json[]; /* NUL-terminated */
 };
 
-/** Publishes @json as the profile of @user_id, replacing any older one.
- * Actor thread. */
-void prof_publish(struct sess_map *m, const char *user_id, const char *json);
+/** Publishes @json (rendered at @version, the user's updated_at) as the
+ * profile of @user_id unless a newer one is published. Actor thread. */
+void prof_publish(struct sess_map *m, const char *user_id, const char *json, int64_t version);
 /** Removes the profile of @user_id if any. Actor thread. */
 void prof_unpublish(struct sess_map *m, const char *user_id);
 /** Finds a profile; under rcu_read_lock, valid until unlock. */

@@ -5,6 +5,7 @@
  * (auth pool → store → session actor) on its I/O thread, carrying what it
  * needs in the exchange's state. */
 #include "api/api.h"
+#include "api/routes.h"
 
 #include "herald/config.h"
 #include "herald/core.h"
@@ -28,6 +29,7 @@ struct flow {
     char *password; /* login only; wiped */
     size_t password_len;
     struct hd_user user;
+    int64_t read_at; /* when the user record was read (login) */
     char *user_json;
     char refresh_token[HD_REFRESH_TOKEN_LEN + 1];
     struct hd_session_info session;
@@ -80,24 +82,16 @@ static char *render_user(const struct hd_user *u)
     return s;
 }
 
-static bool username_valid(const char *u)
-{
-    size_t n = strlen(u);
-    if (n < 3 || n > 32)
-        return false;
-    for (const char *p = u; *p; p++) {
-        char c = *p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 /* Starts a session for f->user and answers with the tokens. */
 static void session_created(struct hd_exchange *x, struct hd_session_req *req)
 {
     struct flow *f = hd_exchange_state(x);
+    if (req->status == HD_SESSION_INVALID) {
+        /* the account's sessions were ended (disabled, password changed)
+         * while this login was under way: the caller retries and learns why */
+        hd_respond_error(x, 401, "invalid_credentials", "the account changed during login", NULL);
+        return;
+    }
     if (req->status != HD_SESSION_OK) {
         hd_api_session_failure(x, req);
         return;
@@ -112,6 +106,8 @@ static void start_session(struct hd_exchange *x, struct flow *f)
     memcpy(req->user.id, f->user.id, sizeof(req->user.id));
     memcpy(req->user.org_id, f->user.org_id, sizeof(req->user.org_id));
     req->user.role = f->user.role;
+    req->user.updated_at = f->user.updated_at;
+    req->basis_ms = f->read_at;
     size_t len;
     const char *ua = hd_req_header(x, "User-Agent", &len);
     if (ua)
@@ -167,7 +163,7 @@ static void handle_register(struct hd_exchange *x)
         hd_respond_error(x, 400, "validation_failed", "not an email address", "email");
         goto out;
     }
-    if (username && !username_valid(username)) {
+    if (username && !hd__api_username_valid(username)) {
         hd_respond_error(x, 400, "validation_failed", "3 to 32 of A-Z a-z 0-9 _ . -", "username");
         goto out;
     }
@@ -238,6 +234,9 @@ static void login_found(struct hd_exchange *x, struct hd_store_op *op)
     if (op->status == HD_STORE_OK) {
         job->hash = hd_strdup(op->user.password_hash);
         copy_user(&f->user, &op->user);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        f->read_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - 1;
     } /* unknown email: a NULL hash still pays one verify (no timing oracle) */
     hd_api_auth_call(x, job, login_verified);
 }
@@ -455,6 +454,7 @@ static void me_found(struct hd_exchange *x, struct hd_store_op *op)
     char *text = render_user(&op->user);
     struct hd_session_req *req = hd_session_req_new(HD_SESSION_PROFILE);
     memcpy(req->user_id, op->user.id, sizeof(req->user_id));
+    req->user.updated_at = op->user.updated_at;
     req->user_json = hd_strdup(text);
     req->done = profile_done;
     hd_session_submit(hd_api_of(x)->sessions, req);
