@@ -382,6 +382,22 @@ static void rotation_finish(struct hd_sessions *s, struct rotation *r,
     r->n_waiters = 0;
 }
 
+/* A rotation that failed for a passing reason (store down, error) is not
+ * remembered: the client's retry must go to the store again. */
+static void forget_if_transient(struct hd_sessions *s, struct rotation *r)
+{
+    if (r->status != HD_SESSION_UNAVAILABLE && r->status != HD_SESSION_ERROR)
+        return;
+    for (struct rotation **p = &s->rotations; *p; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            sodium_memzero(r->successor, sizeof(r->successor));
+            free(r);
+            return;
+        }
+    }
+}
+
 static void handle_rotate(struct hd_sessions *s, struct hd_session_req *req)
 {
     char hash[65];
@@ -430,6 +446,7 @@ static void refresh_found(struct hd_sessions *s, struct hd_store_op *op, struct 
     if (op->status != HD_STORE_OK) {
         rotation_finish(s, r, from_store(op->status));
         answer(req, from_store(op->status));
+        forget_if_transient(s, r);
         return;
     }
     memcpy(r->session_id, op->refresh.session_id, sizeof(r->session_id));
@@ -462,6 +479,7 @@ static void rotated(struct hd_sessions *s, struct hd_store_op *op, struct step *
         sodium_memzero(r->successor, sizeof(r->successor));
     rotation_finish(s, r, status);
     answer_from_rotation(s, r, st->req);
+    forget_if_transient(s, r);
 }
 
 /* ---- revoke and list ------------------------------------------------------- */

@@ -340,7 +340,8 @@ static void logged_out(struct hd_exchange *x, struct hd_session_req *req)
         hd_api_session_failure(x, req);
         return;
     }
-    hd_api_refresh_cookie(x, NULL);
+    if (!req->except_id[0]) /* scope=others keeps this session and its cookie */
+        hd_api_refresh_cookie(x, NULL);
     hd_respond(x, 204, NULL, NULL, 0);
 }
 
