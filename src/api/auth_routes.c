@@ -309,9 +309,11 @@ static void handle_refresh(struct hd_exchange *x)
         if (!body)
             return;
         const char *t;
-        bool ok = hd_api_string(x, body, "refresh_token", true, 1, 256, &t);
-        if (ok)
-            snprintf(token, sizeof(token), "%s", t);
+        /* any string is parsed: one of the wrong length (an access token…)
+         * is simply not a refresh token, answered 401 below, not 400 */
+        bool ok = hd_api_string(x, body, "refresh_token", true, 1, 65536, &t);
+        if (ok && strlen(t) == HD_REFRESH_TOKEN_LEN)
+            memcpy(token, t, HD_REFRESH_TOKEN_LEN + 1);
         json_decref(body);
         if (!ok)
             return;
