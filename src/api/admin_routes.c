@@ -201,37 +201,19 @@ static void handle_create_user(struct hd_exchange *x)
     json_t *body = hd_api_body(x);
     if (!body)
         return;
-    const char *email, *password, *username, *display;
+    struct hd_api_new_user nu;
     enum hd_role role;
-    if (!hd_api_string(x, body, "email", true, 3, 254, &email) ||
-        !hd_api_string(x, body, "password", true, 0, 4096, &password) ||
-        !hd_api_string(x, body, "username", false, 3, 32, &username) ||
-        !hd_api_string(x, body, "display_name", false, 1, 128, &display) ||
-        !read_role(x, body, &role))
+    if (!hd_api_new_user_fields(x, body, &nu) || !read_role(x, body, &role))
         goto out;
-    if (!hd_api_email_valid(email)) {
-        hd_respond_error(x, 400, "validation_failed", "not an email address", "email");
-        goto out;
-    }
-    if (username && !hd__api_username_valid(username)) {
-        hd_respond_error(x, 400, "validation_failed", "3 to 32 of A-Z a-z 0-9 _ . -", "username");
-        goto out;
-    }
-    size_t plen = json_string_length(json_object_get(body, "password"));
-    enum hd_password_problem p = hd_password_check(password, plen, email);
-    if (p != HD_PASSWORD_OK) {
-        hd_respond_error(x, 400, "validation_failed", hd_password_problem_message(p), "password");
-        goto out;
-    }
     struct new_user *u = hd_calloc(1, sizeof(*u));
-    u->email = hd_strdup(email);
-    u->username = dup_or_null(username);
-    u->display_name = dup_or_null(display);
+    u->email = hd_strdup(nu.email);
+    u->username = dup_or_null(nu.username);
+    u->display_name = dup_or_null(nu.display_name);
     u->role = role;
     memcpy(u->org_id, who.claims.org, sizeof(u->org_id));
     hd_exchange_set_state(x, u, new_user_free);
     struct hd_auth_job *job = hd_auth_job_new(HD_AUTH_HASH);
-    hd_auth_job_set_password(job, password, plen);
+    hd_auth_job_set_password(job, nu.password, nu.password_len);
     hd_api_auth_call(x, job, user_hashed);
 out:
     json_decref(body);

@@ -2,7 +2,9 @@
  * continuations across the auth pool and the session actor, token output. */
 #include "api/api.h"
 
+#include "api/routes.h"
 #include "herald/config.h"
+#include "herald/password.h"
 #include "herald/core.h"
 #include "herald/store_http.h"
 
@@ -59,6 +61,31 @@ bool hd_api_string(struct hd_exchange *x, json_t *obj, const char *name, bool re
         return false;
     }
     *out = json_string_value(v);
+    return true;
+}
+
+bool hd_api_new_user_fields(struct hd_exchange *x, json_t *body, struct hd_api_new_user *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!hd_api_string(x, body, "email", true, 3, 254, &out->email) ||
+        !hd_api_string(x, body, "password", true, 0, 4096, &out->password) ||
+        !hd_api_string(x, body, "username", false, 3, 32, &out->username) ||
+        !hd_api_string(x, body, "display_name", false, 1, 128, &out->display_name))
+        return false;
+    if (!hd_api_email_valid(out->email)) {
+        hd_respond_error(x, 400, "validation_failed", "not an email address", "email");
+        return false;
+    }
+    if (out->username && !hd__api_username_valid(out->username)) {
+        hd_respond_error(x, 400, "validation_failed", "3 to 32 of A-Z a-z 0-9 _ . -", "username");
+        return false;
+    }
+    out->password_len = json_string_length(json_object_get(body, "password"));
+    enum hd_password_problem p = hd_password_check(out->password, out->password_len, out->email);
+    if (p != HD_PASSWORD_OK) {
+        hd_respond_error(x, 400, "validation_failed", hd_password_problem_message(p), "password");
+        return false;
+    }
     return true;
 }
 

@@ -54,6 +54,22 @@ json_t *hd_api_body(struct hd_exchange *x);
 bool hd_api_string(struct hd_exchange *x, json_t *obj, const char *name, bool required, size_t min,
                    size_t max, const char **out);
 
+/** The fields of a new user (register, admin create), borrowed from the body. */
+struct hd_api_new_user {
+    const char *email;
+    const char *password;
+    size_t password_len;
+    const char *username;     /* NULL when absent */
+    const char *display_name; /* NULL when absent */
+};
+
+/**
+ * Reads and validates email, password (hd_password_check: before any
+ * hashing), username? and display_name? from @body. On failure answers 400
+ * validation_failed naming the field and returns false.
+ */
+bool hd_api_new_user_fields(struct hd_exchange *x, json_t *body, struct hd_api_new_user *out);
+
 /** True when @email looks like local@domain.tld (no spaces, one '@'). */
 bool hd_api_email_valid(const char *email);
 

@@ -152,34 +152,18 @@ static void handle_register(struct hd_exchange *x)
     json_t *body = hd_api_body(x);
     if (!body)
         return;
-    const char *email, *password, *username, *display, *org;
-    if (!hd_api_string(x, body, "email", true, 3, 254, &email) ||
-        !hd_api_string(x, body, "password", true, 0, 4096, &password) ||
-        !hd_api_string(x, body, "username", false, 3, 32, &username) ||
-        !hd_api_string(x, body, "display_name", false, 1, 128, &display) ||
+    struct hd_api_new_user nu;
+    const char *org;
+    if (!hd_api_new_user_fields(x, body, &nu) ||
         !hd_api_string(x, body, "organization", false, 1, 128, &org))
         goto out;
-    if (!hd_api_email_valid(email)) {
-        hd_respond_error(x, 400, "validation_failed", "not an email address", "email");
-        goto out;
-    }
-    if (username && !hd__api_username_valid(username)) {
-        hd_respond_error(x, 400, "validation_failed", "3 to 32 of A-Z a-z 0-9 _ . -", "username");
-        goto out;
-    }
-    size_t plen = json_string_length(json_object_get(body, "password"));
-    enum hd_password_problem p = hd_password_check(password, plen, email);
-    if (p != HD_PASSWORD_OK) {
-        hd_respond_error(x, 400, "validation_failed", hd_password_problem_message(p), "password");
-        goto out;
-    }
     struct flow *f = flow_new(x);
-    f->email = hd_strdup(email);
-    f->username = dup_or_null(username);
-    f->display_name = dup_or_null(display);
-    f->org_name = hd_strdup(org ? org : email);
+    f->email = hd_strdup(nu.email);
+    f->username = dup_or_null(nu.username);
+    f->display_name = dup_or_null(nu.display_name);
+    f->org_name = hd_strdup(org ? org : nu.email);
     struct hd_auth_job *job = hd_auth_job_new(HD_AUTH_HASH);
-    hd_auth_job_set_password(job, password, plen);
+    hd_auth_job_set_password(job, nu.password, nu.password_len);
     hd_api_auth_call(x, job, register_hashed);
 out:
     json_decref(body);
