@@ -66,7 +66,8 @@ struct hd_session_req {
     /* in */
     struct hd_user user; /* CREATE: id, org_id, role (strings not needed) */
     char *user_json;     /* owned: CREATE/PROFILE, the user's public JSON for /api/me */
-    int64_t basis_ms;    /* CREATE: when the user record it rests on was read (0: now). If
+    int64_t basis_us;    /* CREATE: wall-clock µs before the user record it rests on was
+                            read (0: none). If
                             the user's sessions were ended (disable, password change,
                             global logout) after that, the new session is refused too:
                             status INVALID */

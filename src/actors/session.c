@@ -72,7 +72,7 @@ struct rotation {
  * overlaps a disable or a password change). Actor only; pruned by the sweep. */
 struct ended {
     char user_id[HD_ID_LEN + 1];
-    int64_t at;
+    int64_t at; /* wall-clock µs */
     struct ended *next;
 };
 
@@ -273,10 +273,18 @@ static void note_ended(struct hd_sessions *s, const char *user_id, int64_t at)
     s->ended = e;
 }
 
-/* True when a session resting on a user record read at @basis must not live. */
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* True when the user's sessions were ended after the user record behind
+ * @req was read: the new session must not live either. */
 static bool superseded(struct hd_sessions *s, const struct hd_session_req *req)
 {
-    return req->basis_ms && req->basis_ms <= ended_at(s, req->user.id);
+    return req->basis_us && req->basis_us < ended_at(s, req->user.id);
 }
 
 /* ---- create ------------------------------------------------------------- */
@@ -501,7 +509,7 @@ static void handle_revoke(struct hd_sessions *s, struct hd_session_req *req)
 
 static void handle_revoke_user(struct hd_sessions *s, struct hd_session_req *req)
 {
-    note_ended(s, req->user_id, wall_ms());
+    note_ended(s, req->user_id, wall_us());
     struct sess_node *nodes[MAX_LIST];
     int n = sess_user_nodes(s->map, req->user_id, nodes, MAX_LIST);
     for (int i = 0; i < n; i++) {
@@ -625,7 +633,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     struct sweep_ctx c = {s, wall_ms()};
     sess_map_each(s->map, sweep_one, &c);
     for (struct ended **e = &s->ended; *e;) {
-        if (c.now - (*e)->at > ENDED_KEEP_MS) {
+        if (c.now * 1000 - (*e)->at > (int64_t)ENDED_KEEP_MS * 1000) {
             struct ended *old = *e;
             *e = old->next;
             free(old);

@@ -29,7 +29,7 @@ struct flow {
     char *password; /* login only; wiped */
     size_t password_len;
     struct hd_user user;
-    int64_t read_at; /* when the user record was read (login) */
+    int64_t read_at; /* login: wall-clock µs just before the user record was read */
     char *user_json;
     char refresh_token[HD_REFRESH_TOKEN_LEN + 1];
     struct hd_session_info session;
@@ -107,7 +107,7 @@ static void start_session(struct hd_exchange *x, struct flow *f)
     memcpy(req->user.org_id, f->user.org_id, sizeof(req->user.org_id));
     req->user.role = f->user.role;
     req->user.updated_at = f->user.updated_at;
-    req->basis_ms = f->read_at;
+    req->basis_us = f->read_at;
     size_t len;
     const char *ua = hd_req_header(x, "User-Agent", &len);
     if (ua)
@@ -218,9 +218,6 @@ static void login_found(struct hd_exchange *x, struct hd_store_op *op)
     if (op->status == HD_STORE_OK) {
         job->hash = hd_strdup(op->user.password_hash);
         copy_user(&f->user, &op->user);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        f->read_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - 1;
     } /* unknown email: a NULL hash still pays one verify (no timing oracle) */
     hd_api_auth_call(x, job, login_verified);
 }
@@ -243,6 +240,11 @@ static void handle_login(struct hd_exchange *x)
     f->email = hd_strdup(email);
     f->password = hd_strndup(password, plen);
     f->password_len = plen;
+    /* Taken before the read: a session-ending request after this moment
+     * may not have been seen by the read, so it ends this login too. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    f->read_at = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     struct hd_store_op *op = hd_store_op_new(HD_OP_FIND_USER_BY_EMAIL);
     op->email = hd_strdup(email);
     hd_store_call(hd_api_of(x)->store, x, op, login_found);

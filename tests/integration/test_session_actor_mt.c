@@ -389,7 +389,7 @@ Test(session_actor, live_sessions_survive_a_restart, .init = setup, .fini = tear
 Test(session_actor, a_session_based_on_a_record_read_before_an_end_all_is_refused, .init = setup,
      .fini = teardown, .timeout = 60)
 {
-    int64_t read_at = now_ms() - 5; /* the login read the user here… */
+    int64_t read_at = now_ms() * 1000 - 5000; /* µs: the login read the user here… */
     struct hd_session_req *end = hd_session_req_new(HD_SESSION_REVOKE_USER);
     memcpy(end->user_id, E.user.id, sizeof(end->user_id)); /* …then the account was disabled */
     cr_assert_eq(run(end), HD_SESSION_OK);
@@ -397,14 +397,14 @@ Test(session_actor, a_session_based_on_a_record_read_before_an_end_all_is_refuse
     struct hd_session_req *late = hd_session_req_new(HD_SESSION_CREATE);
     memcpy(late->user.id, E.user.id, sizeof(late->user.id));
     memcpy(late->user.org_id, E.user.org_id, sizeof(late->user.org_id));
-    late->basis_ms = read_at;
+    late->basis_us = read_at;
     cr_expect_eq(run(late), HD_SESSION_INVALID);
     cr_expect_eq(hd_sessions_count(E.sessions), 0, "nothing was published");
 
     struct hd_session_req *fresh = hd_session_req_new(HD_SESSION_CREATE);
     memcpy(fresh->user.id, E.user.id, sizeof(fresh->user.id));
     memcpy(fresh->user.org_id, E.user.org_id, sizeof(fresh->user.org_id));
-    fresh->basis_ms = now_ms() + 5; /* a login that read the user afterwards */
+    fresh->basis_us = now_ms() * 1000 + 5000; /* a login that read the user afterwards */
     cr_expect_eq(run(fresh), HD_SESSION_OK);
     hd_session_req_free(end);
     hd_session_req_free(late);
