@@ -8,6 +8,7 @@
 #include "herald/buf.h"
 #include "herald/config.h"
 #include "herald/core.h"
+#include "herald/log.h"
 #include "herald/metrics.h"
 #include "herald/password.h"
 
@@ -16,6 +17,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <string.h>
 
 #define AUTH_JOB_MSG 1
@@ -240,6 +244,16 @@ static int make_dummy_hash(struct hd_auth *a)
     return rc;
 }
 
+/* Hashing takes whatever CPU is idle, but never ahead of the I/O threads:
+ * a login flood must not slow unrelated requests beyond what the CPU
+ * forces. Linux applies nice values per thread. */
+static void lower_priority(struct hd_actor *actor)
+{
+    (void)actor;
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        hd_log(HD_LOG_WARN, "cannot lower the priority of a hashing thread", NULL);
+}
+
 struct hd_auth *hd_auth_start(const struct hd_config *cfg)
 {
     HD_ASSERT(cfg->auth.hash_workers >= 1);
@@ -259,7 +273,8 @@ struct hd_auth *hd_auth_start(const struct hd_config *cfg)
         char name[32];
         snprintf(name, sizeof(name), "auth-%d", i);
         a->workers[i].auth = a;
-        struct hd_actor_spec spec = {.name = name, .on_message = on_job, .ctx = &a->workers[i]};
+        struct hd_actor_spec spec = {
+            .name = name, .on_message = on_job, .on_start = lower_priority, .ctx = &a->workers[i]};
         a->workers[i].actor = hd_actor_start(&spec);
         if (!a->workers[i].actor)
             goto err;
