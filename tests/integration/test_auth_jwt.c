@@ -50,7 +50,7 @@ static void finish(struct fixture *f)
 }
 
 /* GET /api/me with @token (takes ownership) is 401 invalid_token. */
-static void refused(struct fixture *f, char *token, const char *what)
+static void expect_refused(struct fixture *f, char *token, const char *what)
 {
     cr_assert(token, "%s: forging failed", what);
     hd_test_auth_assert_refused(f->s.port, token, what);
@@ -82,14 +82,15 @@ Test(auth_jwt, alg_none_with_an_empty_signature_is_refused, .timeout = 60)
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
         char what[96];
         snprintf(what, sizeof(what), "header %s, empty signature", headers[i]);
-        refused(&f, hd_test_auth_jwt_sign(headers[i], payload, NULL, 0), what);
+        expect_refused(&f, hd_test_auth_jwt_sign(headers[i], payload, NULL, 0), what);
         snprintf(what, sizeof(what), "header %s, HS256 signature with our key", headers[i]);
-        refused(&f, hd_test_auth_jwt_sign(headers[i], payload, secret(), strlen(secret())), what);
+        expect_refused(&f, hd_test_auth_jwt_sign(headers[i], payload, secret(), strlen(secret())),
+                       what);
     }
     /* And our own valid token with its signature cut off. */
     char *cut = strdup(f.t.access);
     *(strrchr(cut, '.') + 1) = '\0';
-    refused(&f, cut, "herald's token without its signature");
+    expect_refused(&f, cut, "herald's token without its signature");
     free(payload);
     json_decref(claims);
     finish(&f);
@@ -105,16 +106,18 @@ Test(auth_jwt, hs256_signed_with_another_key_is_refused, .timeout = 60)
     char other[49];
     memcpy(other, secret(), sizeof(other));
     other[0] = other[0] == 'A' ? 'B' : 'A'; /* one character off */
-    refused(&f, hd_test_auth_jwt_sign(hdr, payload, other, strlen(other)), "key one character off");
-    refused(&f, hd_test_auth_jwt_sign(hdr, payload, secret(), strlen(secret()) - 1),
-            "key one byte short");
+    expect_refused(&f, hd_test_auth_jwt_sign(hdr, payload, other, strlen(other)),
+                   "key one character off");
+    expect_refused(&f, hd_test_auth_jwt_sign(hdr, payload, secret(), strlen(secret()) - 1),
+                   "key one byte short");
     char longer[64];
     snprintf(longer, sizeof(longer), "%sX", secret());
-    refused(&f, hd_test_auth_jwt_sign(hdr, payload, longer, strlen(longer)), "key one byte longer");
-    refused(&f, hd_test_auth_jwt_sign(hdr, payload, "", 0), "empty key");
+    expect_refused(&f, hd_test_auth_jwt_sign(hdr, payload, longer, strlen(longer)),
+                   "key one byte longer");
+    expect_refused(&f, hd_test_auth_jwt_sign(hdr, payload, "", 0), "empty key");
     unsigned char rnd[48];
     randombytes_buf(rnd, sizeof(rnd));
-    refused(&f, hd_test_auth_jwt_sign(hdr, payload, rnd, sizeof(rnd)), "random key");
+    expect_refused(&f, hd_test_auth_jwt_sign(hdr, payload, rnd, sizeof(rnd)), "random key");
     free(payload);
     json_decref(claims);
     finish(&f);
@@ -127,10 +130,10 @@ Test(auth_jwt, a_header_claiming_another_algorithm_is_refused, .timeout = 60)
     json_t *claims = hd_test_auth_jwt_good_claims(&f.t);
     char *payload = payload_of(claims);
     /* RS256 header, HMAC'd with our secret (the RS/HS key-confusion attack) */
-    refused(&f,
-            hd_test_auth_jwt_sign("{\"alg\":\"RS256\",\"typ\":\"JWT\"}", payload, secret(),
-                                  strlen(secret())),
-            "RS256 header, HMAC-SHA-256 signature with our key");
+    expect_refused(&f,
+                   hd_test_auth_jwt_sign("{\"alg\":\"RS256\",\"typ\":\"JWT\"}", payload, secret(),
+                                         strlen(secret())),
+                   "RS256 header, HMAC-SHA-256 signature with our key");
     /* RS256 header with a 2048-bit-sized random signature */
     char *rs = hd_test_auth_jwt_sign("{\"alg\":\"RS256\",\"typ\":\"JWT\"}", payload, NULL, 0);
     unsigned char sig[256];
@@ -141,26 +144,26 @@ Test(auth_jwt, a_header_claiming_another_algorithm_is_refused, .timeout = 60)
     char *rs_full = NULL;
     cr_assert(asprintf(&rs_full, "%s%s", rs, sig64) > 0);
     free(rs);
-    refused(&f, rs_full, "RS256 header, random 256-byte signature");
-    refused(&f,
-            hd_test_auth_jwt_sign("{\"alg\":\"ES256\",\"typ\":\"JWT\"}", payload, secret(),
-                                  strlen(secret())),
-            "ES256 header");
+    expect_refused(&f, rs_full, "RS256 header, random 256-byte signature");
+    expect_refused(&f,
+                   hd_test_auth_jwt_sign("{\"alg\":\"ES256\",\"typ\":\"JWT\"}", payload, secret(),
+                                         strlen(secret())),
+                   "ES256 header");
     /* HS512 correctly signed with our key: still not the pinned algorithm */
-    refused(&f,
-            hd_test_auth_jwt_sign_hs512("{\"alg\":\"HS512\",\"typ\":\"JWT\"}", payload, secret(),
-                                        strlen(secret())),
-            "HS512 with our key");
+    expect_refused(&f,
+                   hd_test_auth_jwt_sign_hs512("{\"alg\":\"HS512\",\"typ\":\"JWT\"}", payload,
+                                               secret(), strlen(secret())),
+                   "HS512 with our key");
     /* an HS256 signature under a header that names HS512 */
-    refused(&f,
-            hd_test_auth_jwt_sign("{\"alg\":\"HS512\",\"typ\":\"JWT\"}", payload, secret(),
-                                  strlen(secret())),
-            "HS512 header over an HS256 signature");
+    expect_refused(&f,
+                   hd_test_auth_jwt_sign("{\"alg\":\"HS512\",\"typ\":\"JWT\"}", payload, secret(),
+                                         strlen(secret())),
+                   "HS512 header over an HS256 signature");
     /* two alg keys: whichever one a parser picks, this is not ours */
-    refused(&f,
-            hd_test_auth_jwt_sign("{\"alg\":\"none\",\"alg\":\"HS256\"}", payload, secret(),
-                                  strlen(secret())),
-            "duplicate alg in the header");
+    expect_refused(&f,
+                   hd_test_auth_jwt_sign("{\"alg\":\"none\",\"alg\":\"HS256\"}", payload, secret(),
+                                         strlen(secret())),
+                   "duplicate alg in the header");
     free(payload);
     json_decref(claims);
     finish(&f);
@@ -192,7 +195,7 @@ Test(auth_jwt, a_flipped_bit_in_the_last_signature_byte_is_refused, .timeout = 6
     for (int bit = 0; bit < 8; bit++) {
         char what[64];
         snprintf(what, sizeof(what), "bit %d of the last signature byte flipped", bit);
-        refused(&f, flip_last_signature_bit(f.t.access, bit), what);
+        expect_refused(&f, flip_last_signature_bit(f.t.access, bit), what);
     }
     /* The last base64url character of a 32-byte signature carries 4 data
      * bits and 2 unused ones: a non-canonical encoding must not pass. */
@@ -201,11 +204,11 @@ Test(auth_jwt, a_flipped_bit_in_the_last_signature_byte_is_refused, .timeout = 6
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     int v = (int)(strchr(b64, alt[n - 1]) - b64);
     alt[n - 1] = b64[v ^ 1];
-    refused(&f, alt, "unused low bit of the last base64url character set");
+    expect_refused(&f, alt, "unused low bit of the last base64url character set");
     /* The same on a freshly forged token that was never cached. */
     json_t *claims = hd_test_auth_jwt_good_claims(&f.t);
     char *fresh = hd_test_auth_jwt_forge(claims);
-    refused(&f, flip_last_signature_bit(fresh, 0), "uncached token, last bit flipped");
+    expect_refused(&f, flip_last_signature_bit(fresh, 0), "uncached token, last bit flipped");
     hd_test_auth_assert_me(f.s.port, fresh, f.t.user_id);
     free(fresh);
     json_decref(claims);
@@ -227,36 +230,36 @@ Test(auth_jwt, expired_not_yet_valid_wrong_issuer_or_audience_is_refused, .timeo
     json_t *c = hd_test_auth_jwt_good_claims(&f.t);
     json_object_set_new(c, "iat", json_integer(now - 7200));
     json_object_set_new(c, "nbf", json_integer(now - 7200));
-    refused(&f, with_int(c, "exp", now - 3600), "expired an hour ago");
-    refused(&f, with_int(c, "exp", now - 120), "expired two minutes ago (past the leeway)");
+    expect_refused(&f, with_int(c, "exp", now - 3600), "expired an hour ago");
+    expect_refused(&f, with_int(c, "exp", now - 120), "expired two minutes ago (past the leeway)");
     json_decref(c);
 
     c = hd_test_auth_jwt_good_claims(&f.t);
     json_object_set_new(c, "exp", json_integer(now + 7200));
-    refused(&f, with_int(c, "nbf", now + 3600), "valid only in an hour");
+    expect_refused(&f, with_int(c, "nbf", now + 3600), "valid only in an hour");
     json_object_set_new(c, "nbf", json_integer(now));
     json_object_del(c, "exp");
-    refused(&f, hd_test_auth_jwt_forge(c), "no exp");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "no exp");
     json_object_set_new(c, "exp", json_string("9999999999"));
-    refused(&f, hd_test_auth_jwt_forge(c), "exp as a string");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "exp as a string");
     json_decref(c);
 
     c = hd_test_auth_jwt_good_claims(&f.t);
     json_object_set_new(c, "iss", json_string("someone-else"));
-    refused(&f, hd_test_auth_jwt_forge(c), "wrong iss");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "wrong iss");
     json_object_set_new(c, "iss", json_string("Herald"));
-    refused(&f, hd_test_auth_jwt_forge(c), "iss in another case");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "iss in another case");
     json_object_del(c, "iss");
-    refused(&f, hd_test_auth_jwt_forge(c), "no iss");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "no iss");
     json_decref(c);
 
     c = hd_test_auth_jwt_good_claims(&f.t);
     json_object_set_new(c, "aud", json_string("another-service"));
-    refused(&f, hd_test_auth_jwt_forge(c), "wrong aud");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "wrong aud");
     json_object_set_new(c, "aud", json_pack("[s]", "another-service"));
-    refused(&f, hd_test_auth_jwt_forge(c), "aud an array without ours");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "aud an array without ours");
     json_object_del(c, "aud");
-    refused(&f, hd_test_auth_jwt_forge(c), "no aud");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "no aud");
     json_decref(c);
     finish(&f);
 }
@@ -276,10 +279,12 @@ Test(auth_jwt, configured_issuer_and_audience_are_enforced, .timeout = 60)
     json_decref(c);
     c = hd_test_auth_jwt_good_claims(&f.t);
     json_object_set_new(c, "iss", json_string("herald"));
-    refused(&f, hd_test_auth_jwt_forge(c), "the default iss on a server configured otherwise");
+    expect_refused(&f, hd_test_auth_jwt_forge(c),
+                   "the default iss on a server configured otherwise");
     json_object_set_new(c, "iss", json_string("https://id.example"));
     json_object_set_new(c, "aud", json_string("herald"));
-    refused(&f, hd_test_auth_jwt_forge(c), "the default aud on a server configured otherwise");
+    expect_refused(&f, hd_test_auth_jwt_forge(c),
+                   "the default aud on a server configured otherwise");
     json_decref(c);
     finish(&f);
 }
@@ -288,7 +293,7 @@ Test(auth_jwt, refresh_token_or_api_key_as_access_token_is_refused, .timeout = 6
 {
     struct fixture f;
     setup(&f);
-    refused(&f, strdup(f.t.refresh), "the refresh token as a Bearer token");
+    expect_refused(&f, strdup(f.t.refresh), "the refresh token as a Bearer token");
     /* An API-key-shaped string: a prefix and 256 random bits, base64url. */
     unsigned char rnd[32];
     randombytes_buf(rnd, sizeof(rnd));
@@ -296,13 +301,13 @@ Test(auth_jwt, refresh_token_or_api_key_as_access_token_is_refused, .timeout = 6
     sodium_bin2base64(key64, sizeof(key64), rnd, sizeof(rnd),
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     snprintf(key, sizeof(key), "hk_%s", key64);
-    refused(&f, strdup(key), "an API-key-shaped string as a Bearer token");
+    expect_refused(&f, strdup(key), "an API-key-shaped string as a Bearer token");
     /* A token signed with our key but typed as a refresh token. */
     json_t *c = hd_test_auth_jwt_good_claims(&f.t);
     json_object_set_new(c, "typ", json_string("refresh"));
-    refused(&f, hd_test_auth_jwt_forge(c), "typ refresh");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "typ refresh");
     json_object_del(c, "typ");
-    refused(&f, hd_test_auth_jwt_forge(c), "no typ");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "no typ");
     json_decref(c);
     finish(&f);
 }
@@ -345,7 +350,7 @@ Test(auth_jwt, a_valid_signature_without_a_live_session_is_refused, .timeout = 6
     setup(&f);
     json_t *c = hd_test_auth_jwt_good_claims(&f.t);
     json_object_set_new(c, "sid", json_string("00000000-0000-4000-8000-000000000000"));
-    refused(&f, hd_test_auth_jwt_forge(c), "a sid that was never a session");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "a sid that was never a session");
     json_decref(c);
 
     struct hd_test_auth_tokens other;
@@ -354,7 +359,7 @@ Test(auth_jwt, a_valid_signature_without_a_live_session_is_refused, .timeout = 6
     hd_test_auth_register(f.s.port, email, HD_TEST_AUTH_PASSWORD, NULL, &other);
     c = hd_test_auth_jwt_good_claims(&f.t);
     json_object_set_new(c, "sid", json_string(other.session_id));
-    refused(&f, hd_test_auth_jwt_forge(c), "our sub with another user's live sid");
+    expect_refused(&f, hd_test_auth_jwt_forge(c), "our sub with another user's live sid");
     json_decref(c);
     hd_test_auth_assert_me(f.s.port, other.access, other.user_id);
     finish(&f);

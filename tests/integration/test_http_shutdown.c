@@ -24,7 +24,7 @@ static void send_delayed(struct hd_test_server *s, struct hd_http_conn *c, int d
     hd_test_sleep_ms(150); /* parked on the actor */
 }
 
-static void shutdown_finishes_inflight(int sig)
+static void assert_shutdown_finishes_inflight(int sig)
 {
     struct hd_test_server s;
     hd_test_server_start(&s, grace5);
@@ -48,12 +48,12 @@ static void shutdown_finishes_inflight(int sig)
 
 Test(http_shutdown, sigterm_lets_inflight_request_finish, .timeout = 30)
 {
-    shutdown_finishes_inflight(SIGTERM);
+    assert_shutdown_finishes_inflight(SIGTERM);
 }
 
 Test(http_shutdown, sigint_lets_inflight_request_finish, .timeout = 30)
 {
-    shutdown_finishes_inflight(SIGINT);
+    assert_shutdown_finishes_inflight(SIGINT);
 }
 
 Test(http_shutdown, new_connections_refused_after_sigterm, .timeout = 30)

@@ -51,7 +51,7 @@ static bool table_exists(struct hd_store_fixture *f, const char *table)
     return hd_test_store_sql_int(f, sql) == 1;
 }
 
-static void from_empty_then_rerun(enum hd_test_backend kind)
+static void assert_from_empty_then_rerun(enum hd_test_backend kind)
 {
     struct hd_store_fixture *f = hd_test_store_open_empty(kind);
     struct hd_migration ms[64];
@@ -100,12 +100,12 @@ static void from_empty_then_rerun(enum hd_test_backend kind)
 
 Test(store_migrations, from_empty_then_rerun_sqlite, .fini = hd_test_store_fini, .timeout = 60)
 {
-    from_empty_then_rerun(HD_TEST_SQLITE);
+    assert_from_empty_then_rerun(HD_TEST_SQLITE);
 }
 
 Test(store_migrations, from_empty_then_rerun_postgres, .fini = hd_test_store_fini, .timeout = 60)
 {
-    from_empty_then_rerun(HD_TEST_POSTGRES);
+    assert_from_empty_then_rerun(HD_TEST_POSTGRES);
 }
 
 /* The store works on the migrated schema: a ping and one write. */

@@ -86,7 +86,7 @@ static bool has_line(const struct hd_strlist *l, const char *prefix, const char 
     return false;
 }
 
-static struct hd_config *load_ok(const char *json, char *const *env, const char *listen)
+static struct hd_config *assert_loads_ok(const char *json, char *const *env, const char *listen)
 {
     struct hd_config *cfg = load(json, env, listen, 0);
     cr_assert_not_null(cfg, "unexpected problems:\n%s", all(&problems));
@@ -126,7 +126,7 @@ static const char *source_file(const char *rel, char *buf, size_t cap)
 Test(config, defaults_match_the_header)
 {
     char *env[] = {ENV_SECRET, NULL};
-    struct hd_config *cfg = load_ok(NULL, env, NULL);
+    struct hd_config *cfg = assert_loads_ok(NULL, env, NULL);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cr_expect_eq(cfg->dev_mode, false);
     cr_expect_str_eq(cfg->server.listen_host, "127.0.0.1");
@@ -164,14 +164,15 @@ Test(config, defaults_match_the_header)
 Test(config, file_overrides_defaults)
 {
     char *env[] = {ENV_SECRET, NULL};
-    struct hd_config *cfg = load_ok("{\"server\": {\"listen\": \"localhost:0\", \"io_threads\": 3,"
-                                    " \"max_body_bytes\": 4096,"
-                                    " \"trusted_proxies\": [\"10.0.0.0/8\", \"::1\"]},"
-                                    " \"cors\": {\"allowed_origins\": [\"https://a.example\"]},"
-                                    " \"cookie\": {\"same_site\": \"strict\"},"
-                                    " \"log\": {\"level\": \"WARN\", \"access\": false},"
-                                    " \"store\": {\"database_url\": \"sqlite:var/h.db\"}}",
-                                    env, NULL);
+    struct hd_config *cfg =
+        assert_loads_ok("{\"server\": {\"listen\": \"localhost:0\", \"io_threads\": 3,"
+                        " \"max_body_bytes\": 4096,"
+                        " \"trusted_proxies\": [\"10.0.0.0/8\", \"::1\"]},"
+                        " \"cors\": {\"allowed_origins\": [\"https://a.example\"]},"
+                        " \"cookie\": {\"same_site\": \"strict\"},"
+                        " \"log\": {\"level\": \"WARN\", \"access\": false},"
+                        " \"store\": {\"database_url\": \"sqlite:var/h.db\"}}",
+                        env, NULL);
     cr_expect_str_eq(cfg->server.listen_host, "localhost");
     cr_expect_eq(cfg->server.listen_port, 0);
     cr_expect_eq(cfg->server.io_threads, 3);
@@ -195,7 +196,7 @@ Test(config, long_env_names_override_the_file)
                    "HERALD_CORS_ALLOWED_ORIGINS= https://a.example ,,https://b.example:8443",
                    "HERALD_SERVER_LISTEN=[::1]:9000",
                    NULL};
-    struct hd_config *cfg = load_ok("{\"server\": {\"max_connections\": 5}}", env, NULL);
+    struct hd_config *cfg = assert_loads_ok("{\"server\": {\"max_connections\": 5}}", env, NULL);
     cr_expect_eq(cfg->server.max_connections, 77);
     cr_expect_eq(cfg->log.access, false);
     cr_assert_eq(cfg->cors.n_allowed_origins, 2);
@@ -214,7 +215,7 @@ Test(config, short_env_names_beat_long_ones)
                    "HERALD_DATABASE_URL=postgres://db/herald",
                    ENV_SECRET,
                    NULL};
-    struct hd_config *cfg = load_ok(NULL, env, NULL);
+    struct hd_config *cfg = assert_loads_ok(NULL, env, NULL);
     cr_expect_eq(cfg->server.listen_port, 2222);
     cr_expect_str_eq(cfg->store.database_url, "postgres://db/herald");
     hd_config_free(cfg);
@@ -225,7 +226,7 @@ Test(config, listen_argument_beats_file_and_env)
     char *env[] = {ENV_SECRET, "HERALD_SERVER_LISTEN=127.0.0.1:1111",
                    "HERALD_LISTEN=127.0.0.1:2222", NULL};
     struct hd_config *cfg =
-        load_ok("{\"server\": {\"listen\": \"127.0.0.1:3333\"}}", env, "127.0.0.2:0");
+        assert_loads_ok("{\"server\": {\"listen\": \"127.0.0.1:3333\"}}", env, "127.0.0.2:0");
     cr_expect_str_eq(cfg->server.listen_host, "127.0.0.2");
     cr_expect_eq(cfg->server.listen_port, 0);
     hd_config_free(cfg);
@@ -368,7 +369,7 @@ Test(config, origin_allowed_matches_exactly)
 {
     char *env[] = {ENV_SECRET,
                    "HERALD_CORS_ALLOWED_ORIGINS=http://localhost:3000,https://[::1]:8443", NULL};
-    struct hd_config *cfg = load_ok(NULL, env, NULL);
+    struct hd_config *cfg = assert_loads_ok(NULL, env, NULL);
     const char *o = "http://localhost:3000";
     cr_expect(hd_config_origin_allowed(cfg, o, strlen(o)));
     cr_expect(hd_config_origin_allowed(cfg, "https://[::1]:8443", 18));
@@ -383,7 +384,7 @@ Test(config, origin_allowed_matches_exactly)
 Test(config, origin_allowed_with_star_allows_any)
 {
     char *env[] = {ENV_SECRET, "HERALD_CORS_ALLOWED_ORIGINS=*", NULL};
-    struct hd_config *cfg = load_ok(NULL, env, NULL);
+    struct hd_config *cfg = assert_loads_ok(NULL, env, NULL);
     cr_expect(hd_config_origin_allowed(cfg, "https://anything.example", 24));
     hd_config_free(cfg);
 }
@@ -406,7 +407,7 @@ Test(config, short_secret_is_refused)
 Test(config, secret_of_exactly_32_bytes_is_accepted)
 {
     char *env[] = {"HERALD_JWT_SECRET=0123456789abcdef0123456789abcdef", NULL};
-    hd_config_free(load_ok(NULL, env, NULL));
+    hd_config_free(assert_loads_ok(NULL, env, NULL));
 }
 
 /* Every string of the embedded example config is refused as a secret. */
@@ -476,7 +477,7 @@ Test(config, cors_star_with_credentials_is_refused)
 Test(config, cors_star_without_credentials_is_accepted)
 {
     char *env[] = {ENV_SECRET, NULL};
-    hd_config_free(load_ok("{\"cors\": {\"allowed_origins\": [\"*\"]}}", env, NULL));
+    hd_config_free(assert_loads_ok("{\"cors\": {\"allowed_origins\": [\"*\"]}}", env, NULL));
 }
 
 Test(config, insecure_cookie_outside_dev_mode_is_refused)
@@ -488,7 +489,7 @@ Test(config, insecure_cookie_outside_dev_mode_is_refused)
 Test(config, insecure_cookie_in_dev_mode_is_accepted)
 {
     char *env[] = {ENV_SECRET, "HERALD_COOKIE_SECURE=false", "HERALD_DEV_MODE=true", NULL};
-    struct hd_config *cfg = load_ok(NULL, env, NULL);
+    struct hd_config *cfg = assert_loads_ok(NULL, env, NULL);
     cr_expect_eq(cfg->cookie.secure, false);
     cr_expect(has_line(&warnings, "dev_mode: ", NULL), "%s", all(&warnings));
     hd_config_free(cfg);
@@ -505,7 +506,7 @@ Test(config, same_site_none_without_secure_is_refused)
 Test(config, same_site_none_with_secure_is_accepted)
 {
     char *env[] = {ENV_SECRET, "HERALD_COOKIE_SAME_SITE=None", NULL};
-    struct hd_config *cfg = load_ok(NULL, env, NULL);
+    struct hd_config *cfg = assert_loads_ok(NULL, env, NULL);
     cr_expect_str_eq(cfg->cookie.same_site, "None");
     hd_config_free(cfg);
 }
@@ -550,7 +551,7 @@ Test(config, dev_secret_is_generated_0600_and_reused)
     snprintf(json, sizeof(json), "{\"dev_mode\": true, \"jwt\": {\"secret_file\": \"%s\"}}", file);
     char *env[] = {NULL};
 
-    struct hd_config *cfg = load_ok(json, env, NULL);
+    struct hd_config *cfg = assert_loads_ok(json, env, NULL);
     struct stat st;
     cr_assert_eq(stat(file, &st), 0);
     cr_expect_eq(st.st_mode & 07777, 0600);
@@ -565,7 +566,7 @@ Test(config, dev_secret_is_generated_0600_and_reused)
     cr_expect_str_eq(read_whole(file), strcat(strcpy((char[130]){0}, first), "\n"));
     hd_config_free(cfg);
 
-    cfg = load_ok(json, env, NULL);
+    cfg = assert_loads_ok(json, env, NULL);
     cr_expect_str_eq(cfg->jwt.secret, first, "the second load reuses the file");
     hd_config_free(cfg);
 }
@@ -611,7 +612,7 @@ Test(config, secret_file_is_read_and_its_newline_trimmed)
     chmod(file, 0640);
     snprintf(var, sizeof(var), "HERALD_JWT_SECRET_FILE=%s", file);
     char *env[] = {var, NULL};
-    struct hd_config *cfg = load_ok(NULL, env, NULL);
+    struct hd_config *cfg = assert_loads_ok(NULL, env, NULL);
     cr_expect_str_eq(cfg->jwt.secret, GOOD_SECRET);
     cr_expect(has_line(&warnings, "jwt.secret_file: ", "chmod 600"), "%s", all(&warnings));
     hd_config_free(cfg);
@@ -636,14 +637,14 @@ Test(config, short_secret_from_file_is_refused_without_quoting_it)
 Test(config, binding_every_interface_warns)
 {
     char *env[] = {ENV_SECRET, NULL};
-    struct hd_config *cfg = load_ok(NULL, env, "0.0.0.0:8080");
+    struct hd_config *cfg = assert_loads_ok(NULL, env, "0.0.0.0:8080");
     cr_expect(has_line(&warnings,
                        "server.listen: binding 0.0.0.0 exposes herald on every interface", NULL),
               "%s", all(&warnings));
     hd_config_free(cfg);
     hd_strlist_clear(&warnings);
 
-    cfg = load_ok(NULL, env, "[::]:8080");
+    cfg = assert_loads_ok(NULL, env, "[::]:8080");
     cr_expect(has_line(&warnings, "server.listen: binding [::]", NULL), "%s", all(&warnings));
     cr_expect_str_eq(cfg->server.listen_host, "::");
     hd_config_free(cfg);

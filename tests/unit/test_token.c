@@ -98,7 +98,7 @@ static enum hd_token_result verify_at(const char *t, int64_t now)
     return hd_token_verify(keys, t, strlen(t), now, &out);
 }
 
-#define expect(t, now, want)                                                                       \
+#define expect_result(t, now, want)                                                                \
     do {                                                                                           \
         enum hd_token_result r_ = verify_at((t), (now));                                           \
         cr_assert_eq(r_, (want), "%s: got %s, want %s", (t), hd_token_result_name(r_),             \
@@ -152,7 +152,7 @@ static char *sign_json(json_t *payload)
 static void expect_payload(json_t *payload, enum hd_token_result want)
 {
     char *t = sign_json(payload);
-    expect(t, NOW, want);
+    expect_result(t, NOW, want);
     free(t);
 }
 
@@ -311,7 +311,7 @@ Test(token, alg_none_with_empty_signature_is_refused)
     char *good = sign_json(good_payload());
     const char *body = strchr(good, '.') + 1;
     snprintf(p, sizeof(p), "%s.%.*s.", h, (int)(strchr(body, '.') - body), body);
-    expect(p, NOW, HD_TOKEN_BAD_ALGORITHM);
+    expect_result(p, NOW, HD_TOKEN_BAD_ALGORITHM);
 
     /* A libjwt-made "none" token, and one carrying some signature. */
     jwt_t *j = NULL;
@@ -319,9 +319,9 @@ Test(token, alg_none_with_empty_signature_is_refused)
     cr_assert_eq(jwt_add_grant(j, "sub", SUB), 0);
     char *none = jwt_encode_str(j);
     jwt_free(j);
-    expect(none, NOW, HD_TOKEN_BAD_ALGORITHM);
+    expect_result(none, NOW, HD_TOKEN_BAD_ALGORITHM);
     char *t = sign_raw(SECRET, "{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"sub\":\"x\"}");
-    expect(t, NOW, HD_TOKEN_BAD_ALGORITHM);
+    expect_result(t, NOW, HD_TOKEN_BAD_ALGORITHM);
     free(t);
     free(none);
     free(good);
@@ -332,7 +332,7 @@ Test(token, other_secret_is_bad_signature)
     struct hd_token_keys *other = keys_with(SECRET_B, "HS256", "herald", "herald");
     struct hd_token_claims c;
     char *t = mint_with(other, NOW, &c);
-    expect(t, NOW, HD_TOKEN_BAD_SIGNATURE);
+    expect_result(t, NOW, HD_TOKEN_BAD_SIGNATURE);
     free(t);
     hd_token_keys_free(other);
 }
@@ -350,7 +350,7 @@ Test(token, key_length_is_exact)
         struct hd_token_keys *k = keys_with(variants[i], "HS256", "herald", "herald");
         struct hd_token_claims c;
         char *t = mint_with(k, NOW, &c);
-        expect(t, NOW, HD_TOKEN_BAD_SIGNATURE);
+        expect_result(t, NOW, HD_TOKEN_BAD_SIGNATURE);
         free(t);
         hd_token_keys_free(k);
     }
@@ -359,7 +359,7 @@ Test(token, key_length_is_exact)
 Test(token, rs256_header_is_refused)
 {
     char *t = sign_raw(SECRET, "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", "{\"sub\":\"x\"}");
-    expect(t, NOW, HD_TOKEN_BAD_ALGORITHM);
+    expect_result(t, NOW, HD_TOKEN_BAD_ALGORITHM);
     free(t);
     /* With an RSA-sized signature too (342 base64url characters). */
     char big[1024], h[128], p[128];
@@ -369,7 +369,7 @@ Test(token, rs256_header_is_refused)
     b64url(h, sizeof(h), "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", 27);
     b64url(p, sizeof(p), "{\"sub\":\"x\"}", 11);
     snprintf(big, sizeof(big), "%s.%s.%s", h, p, sig);
-    expect(big, NOW, HD_TOKEN_BAD_ALGORITHM);
+    expect_result(big, NOW, HD_TOKEN_BAD_ALGORITHM);
 }
 
 Test(token, alg_case_and_duplicates_are_refused)
@@ -379,19 +379,19 @@ Test(token, alg_case_and_duplicates_are_refused)
     json_decref(good);
     /* libjwt compares alg with strcasecmp: we do not. */
     char *t = sign_raw(SECRET, "{\"alg\":\"hs256\",\"typ\":\"JWT\"}", p);
-    expect(t, NOW, HD_TOKEN_BAD_ALGORITHM);
+    expect_result(t, NOW, HD_TOKEN_BAD_ALGORITHM);
     free(t);
     t = sign_raw(SECRET, "{\"alg\":\"HS256\",\"alg\":\"none\"}", p);
-    expect(t, NOW, HD_TOKEN_MALFORMED);
+    expect_result(t, NOW, HD_TOKEN_MALFORMED);
     free(t);
     t = sign_raw(SECRET, "{\"typ\":\"JWT\"}", p);
-    expect(t, NOW, HD_TOKEN_BAD_ALGORITHM);
+    expect_result(t, NOW, HD_TOKEN_BAD_ALGORITHM);
     free(t);
     t = sign_raw(SECRET, "[\"HS256\"]", p);
-    expect(t, NOW, HD_TOKEN_MALFORMED);
+    expect_result(t, NOW, HD_TOKEN_MALFORMED);
     free(t);
     t = sign_raw(SECRET, "{\"alg\":\"HS256\",\"typ\":\"JOSE+X\"}", p); /* libjwt: typ JWT */
-    expect(t, NOW, HD_TOKEN_BAD_SIGNATURE);
+    expect_result(t, NOW, HD_TOKEN_BAD_SIGNATURE);
     free(t);
     free(p);
 }
@@ -406,14 +406,14 @@ Test(token, any_changed_signature_character_is_refused)
     char saved_last = t[n - 1];
     for (int bit = 0; bit < 6; bit++) {
         t[n - 1] = b64_flip(saved_last, bit);
-        expect(t, NOW, HD_TOKEN_BAD_SIGNATURE);
+        expect_result(t, NOW, HD_TOKEN_BAD_SIGNATURE);
     }
     t[n - 1] = saved_last;
-    expect(t, NOW, HD_TOKEN_OK);
+    expect_result(t, NOW, HD_TOKEN_OK);
     for (size_t i = sig; i < n; i++) {
         char saved = t[i];
         t[i] = saved == 'A' ? 'B' : 'A';
-        expect(t, NOW, HD_TOKEN_BAD_SIGNATURE);
+        expect_result(t, NOW, HD_TOKEN_BAD_SIGNATURE);
         t[i] = saved;
     }
     free(t);
@@ -434,7 +434,7 @@ Test(token, flipped_bit_in_last_signature_byte_is_refused)
         char forged[1024];
         snprintf(forged, sizeof(forged), "%.*s.", (int)(dot - t), t);
         b64url(forged + strlen(forged), sizeof(forged) - strlen(forged), mac, mac_len);
-        expect(forged, NOW, HD_TOKEN_BAD_SIGNATURE);
+        expect_result(forged, NOW, HD_TOKEN_BAD_SIGNATURE);
         mac[31] ^= (unsigned char)(1u << bit);
     }
     free(t);
@@ -453,7 +453,7 @@ Test(token, changed_payload_is_refused)
     char p[1024], forged[2048];
     b64url(p, sizeof(p), claims, strlen(claims));
     snprintf(forged, sizeof(forged), "%.*s.%s%s", (int)(first - t), t, p, last);
-    expect(forged, NOW, HD_TOKEN_BAD_SIGNATURE);
+    expect_result(forged, NOW, HD_TOKEN_BAD_SIGNATURE);
     free(claims);
     free(t);
 }
@@ -463,25 +463,25 @@ Test(token, changed_payload_is_refused)
 Test(token, expiry_honours_leeway_to_the_second)
 {
     char *t = mint(NOW);
-    expect(t, NOW + TTL, HD_TOKEN_OK);
-    expect(t, NOW + TTL + LEEWAY, HD_TOKEN_OK);
-    expect(t, NOW + TTL + LEEWAY + 1, HD_TOKEN_EXPIRED);
-    expect(t, INT64_MAX, HD_TOKEN_EXPIRED);
+    expect_result(t, NOW + TTL, HD_TOKEN_OK);
+    expect_result(t, NOW + TTL + LEEWAY, HD_TOKEN_OK);
+    expect_result(t, NOW + TTL + LEEWAY + 1, HD_TOKEN_EXPIRED);
+    expect_result(t, INT64_MAX, HD_TOKEN_EXPIRED);
     free(t);
 }
 
 Test(token, not_before_honours_leeway_to_the_second)
 {
     char *t = mint(NOW);
-    expect(t, NOW - LEEWAY, HD_TOKEN_OK);
-    expect(t, NOW - LEEWAY - 1, HD_TOKEN_NOT_YET_VALID);
-    expect(t, INT64_MIN, HD_TOKEN_NOT_YET_VALID);
+    expect_result(t, NOW - LEEWAY, HD_TOKEN_OK);
+    expect_result(t, NOW - LEEWAY - 1, HD_TOKEN_NOT_YET_VALID);
+    expect_result(t, INT64_MIN, HD_TOKEN_NOT_YET_VALID);
     free(t);
     /* A hand-made nbf in the future, exp further on. */
     json_t *p = with(good_payload(), "nbf", json_integer(NOW + 600));
     t = sign_json(p);
-    expect(t, NOW, HD_TOKEN_NOT_YET_VALID);
-    expect(t, NOW + 570, HD_TOKEN_OK);
+    expect_result(t, NOW, HD_TOKEN_NOT_YET_VALID);
+    expect_result(t, NOW + 570, HD_TOKEN_OK);
     free(t);
 }
 
@@ -490,12 +490,12 @@ Test(token, wrong_issuer_or_audience_is_refused)
     struct hd_token_keys *k = keys_with(SECRET, "HS256", "someone-else", "herald");
     struct hd_token_claims c;
     char *t = mint_with(k, NOW, &c);
-    expect(t, NOW, HD_TOKEN_BAD_ISSUER);
+    expect_result(t, NOW, HD_TOKEN_BAD_ISSUER);
     free(t);
     hd_token_keys_free(k);
     k = keys_with(SECRET, "HS256", "herald", "another-api");
     t = mint_with(k, NOW, &c);
-    expect(t, NOW, HD_TOKEN_BAD_AUDIENCE);
+    expect_result(t, NOW, HD_TOKEN_BAD_AUDIENCE);
     free(t);
     hd_token_keys_free(k);
 
@@ -524,9 +524,9 @@ Test(token, refresh_token_and_api_key_are_malformed)
     randombytes_buf(raw, sizeof(raw));
     b64url(refresh, sizeof(refresh), raw, sizeof(raw));
     cr_assert_eq(strlen(refresh), 43);
-    expect(refresh, NOW, HD_TOKEN_MALFORMED);
-    expect("hk_3f9a2c4e6b8d0f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d", NOW, HD_TOKEN_MALFORMED);
-    expect("hk_abc.def.ghi", NOW, HD_TOKEN_MALFORMED); /* right shape, header not JSON */
+    expect_result(refresh, NOW, HD_TOKEN_MALFORMED);
+    expect_result("hk_3f9a2c4e6b8d0f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d", NOW, HD_TOKEN_MALFORMED);
+    expect_result("hk_abc.def.ghi", NOW, HD_TOKEN_MALFORMED); /* right shape, header not JSON */
 }
 
 /* ---- security test 10: malformed input never crashes --------------------- */
@@ -563,7 +563,7 @@ Test(token, malformed_segments)
         cr_assert_neq(r, HD_TOKEN_OK, "%s", bad[i]);
     }
     for (size_t i = 0; i < 17; i++)
-        expect(bad[i], NOW, HD_TOKEN_MALFORMED);
+        expect_result(bad[i], NOW, HD_TOKEN_MALFORMED);
 
     struct hd_token_claims out;
     cr_assert_eq(hd_token_verify(keys, NULL, 0, NOW, &out), HD_TOKEN_MALFORMED);
@@ -579,20 +579,20 @@ Test(token, oversized_tokens_are_malformed)
     t[100] = '.';
     t[200] = '.';
     t[n] = '\0';
-    expect(t, NOW, HD_TOKEN_MALFORMED);
+    expect_result(t, NOW, HD_TOKEN_MALFORMED);
     /* A real token with a 5 KB claim: signed right, still too long. */
     char *pad = malloc(n + 1);
     memset(pad, 'x', n);
     pad[n] = '\0';
     char *big = sign_json(with(good_payload(), "pad", json_string(pad)));
     cr_assert_gt(strlen(big), HD_TOKEN_MAX_LEN);
-    expect(big, NOW, HD_TOKEN_MALFORMED);
+    expect_result(big, NOW, HD_TOKEN_MALFORMED);
     /* Exactly at the limit is allowed (and long header segments are not). */
     memset(t, 'A', HD_TOKEN_MAX_LEN);
     t[HD_TOKEN_MAX_LEN] = '\0';
     t[300] = '.';
     t[600] = '.';
-    expect(t, NOW, HD_TOKEN_MALFORMED);
+    expect_result(t, NOW, HD_TOKEN_MALFORMED);
     free(big);
     free(pad);
     free(t);
