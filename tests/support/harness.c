@@ -1,5 +1,6 @@
 /* Integration-test harness: see harness.h. */
 #include "harness.h"
+#include "herald/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <libpq-fe.h>
 
 #include "http_client.h"
 
@@ -289,6 +291,44 @@ static void wait_healthy(struct hd_test_server *s)
     }
 }
 
+/* With HERALD_TEST_STORE=postgres (ctest's *_postgres variants), a server
+ * whose test does not choose a store gets a fresh Postgres database instead
+ * of the embedded SQLite one, so the same test runs on both backends. */
+static void choose_store(json_t *cfg)
+{
+    const char *want = getenv("HERALD_TEST_STORE");
+    if (!want || strcmp(want, "postgres") != 0)
+        return;
+    json_t *store = json_object_get(cfg, "store");
+    const char *chosen = json_string_value(json_object_get(store, "database_url"));
+    if ((chosen && *chosen) || json_object_get(store, "sqlite_path"))
+        return; /* the test chose its store */
+    const char *url = getenv("HERALD_TEST_DATABASE_URL");
+    cr_assert(url && *url, "HERALD_TEST_STORE=postgres needs HERALD_TEST_DATABASE_URL: run "
+                           "the suite with scripts/test (it starts Postgres)");
+    unsigned char rnd[4];
+    cr_assert_eq(hd_random_bytes(rnd, sizeof rnd), 0);
+    char name[64], sql[128], db_url[1024];
+    snprintf(name, sizeof name, "herald_it_%d_%02x%02x%02x%02x", (int)getpid(), rnd[0], rnd[1],
+             rnd[2], rnd[3]);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    PGconn *c = PQconnectdb(url);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "connect: %s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    const char *slash = strrchr(url, '/');
+    cr_assert(slash, "unexpected HERALD_TEST_DATABASE_URL shape");
+    const char *query = strchr(slash, '?');
+    snprintf(db_url, sizeof db_url, "%.*s/%s%s", (int)(slash - url), url, name, query ? query : "");
+    if (!store) {
+        store = json_object();
+        json_object_set_new(cfg, "store", store);
+    }
+    json_object_set_new(store, "database_url", json_string(db_url));
+}
+
 void hd_test_server_start_ex(struct hd_test_server *s, const char *overrides,
                              const char *const *extra_env, bool healthy)
 {
@@ -304,6 +344,7 @@ void hd_test_server_start_ex(struct hd_test_server *s, const char *overrides,
     snprintf(s->log_path, sizeof s->log_path, "%s/herald.log", s->dir);
 
     json_t *cfg = hd_test_config(overrides);
+    choose_store(cfg);
     hd_test_write_json(s->config_path, cfg);
     json_decref(cfg);
 
