@@ -22,6 +22,11 @@ struct hd_rl_item {
     struct hd_gcra_rule rule;
     char key[HD_RL_KEY_MAX]; /* e.g. the client IP or the account */
     size_t key_len;
+    /* true: only look. The verdict says whether one more unit would be
+     * allowed now (allowed = remaining >= 1, retry_after_s until it would
+     * be) and nothing is charged. For budgets charged after the fact, e.g.
+     * the per-account login budget that only failed logins spend. */
+    bool peek;
     struct hd_gcra_verdict verdict; /* out */
 };
 
@@ -47,9 +52,9 @@ struct hd_ratelimit;
 struct hd_ratelimit *hd_ratelimit_start(size_t max_keys);
 
 /** Posts @check (ownership until `done`). Items are checked in order; each
- * allowed item is charged, so a denial on a later item still counts the
- * attempt against the earlier ones (an attacker's tries are never free).
- * Any thread. */
+ * allowed item that is not a peek is charged @check->cost, so a denial on a
+ * later item still counts the attempt against the earlier ones (an
+ * attacker's tries are never free). Any thread. */
 void hd_ratelimit_submit(struct hd_ratelimit *rl, struct hd_rl_check *check);
 
 /** Stops the actor after the checks already posted. NULL is fine. */

@@ -53,6 +53,21 @@ static struct policy_stats *stats_of(struct hd_ratelimit *rl, const char *policy
     return &rl->stats[HD_RL_MAX_POLICIES - 1];
 }
 
+/* A zero-cost look, turned into "would one more unit be allowed now". */
+static void peek(struct hd_gcra_table *t, const char *key, size_t len,
+                 const struct hd_gcra_rule *rule, double now, struct hd_gcra_verdict *v)
+{
+    hd_gcra_check(t, key, len, rule, 0, now, v);
+    v->allowed = v->remaining >= 1;
+    if (!v->allowed) {
+        /* remaining 0: the key is ahead by reset_s > T * burst; one unit
+         * fits again once it is ahead by at most T * burst. */
+        double T = (double)rule->window_s / rule->limit;
+        double wait = v->reset_s - T * rule->burst;
+        v->retry_after_s = wait > 1e-6 ? wait : 1e-6;
+    }
+}
+
 static void check_item(struct hd_ratelimit *rl, struct hd_rl_item *it, int cost, double now)
 {
     char key[HD_RL_POLICY_MAX + 1 + HD_RL_KEY_MAX];
@@ -61,7 +76,11 @@ static void check_item(struct hd_ratelimit *rl, struct hd_rl_item *it, int cost,
     memcpy(key, it->policy, plen); /* one key space per policy */
     key[plen] = ':';
     memcpy(key + plen + 1, it->key, klen);
-    hd_gcra_check(rl->table, key, plen + 1 + klen, &it->rule, cost, now, &it->verdict);
+    if (it->peek) {
+        peek(rl->table, key, plen + 1 + klen, &it->rule, now, &it->verdict);
+    } else {
+        hd_gcra_check(rl->table, key, plen + 1 + klen, &it->rule, cost, now, &it->verdict);
+    }
     struct policy_stats *p = stats_of(rl, it->policy);
     __atomic_add_fetch(&p->checks, 1, __ATOMIC_RELAXED);
     if (!it->verdict.allowed)

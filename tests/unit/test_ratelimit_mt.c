@@ -120,3 +120,42 @@ Test(ratelimit, posters_on_many_threads_share_one_budget, .timeout = 60)
     cr_expect(total >= 50 && total <= 51, "allowed %d of 800", total);
     hd_ratelimit_stop(rl);
 }
+
+Test(ratelimit, peek_reports_without_charging, .timeout = 30)
+{
+    struct hd_ratelimit *rl = hd_ratelimit_start(1000);
+    cr_assert_not_null(rl);
+    /* Peeks never spend: 20 looks at a 1/min burst 1 budget are all allowed. */
+    for (int i = 0; i < 20; i++) {
+        struct hd_rl_check c = {.cost = 1};
+        item(&c, "login_account", "a@example.com", 1, 60, 1);
+        c.items[0].peek = true;
+        run(rl, &c);
+        cr_assert(c.allowed, "peek %d was denied", i);
+        cr_assert_eq(c.items[0].verdict.remaining, 2);
+    }
+    /* Two charges use the burst; the next peek says no and when. */
+    for (int i = 0; i < 2; i++) {
+        struct hd_rl_check c = {.cost = 1};
+        item(&c, "login_account", "a@example.com", 1, 60, 1);
+        run(rl, &c);
+        cr_assert(c.allowed);
+    }
+    struct hd_rl_check c = {.cost = 1};
+    item(&c, "login_account", "a@example.com", 1, 60, 1);
+    c.items[0].peek = true;
+    run(rl, &c);
+    cr_expect(!c.allowed);
+    cr_expect_eq(c.denied, 0);
+    double retry = c.items[0].verdict.retry_after_s;
+    cr_expect(retry > 59.0 && retry <= 60.0, "retry after %f s, want ~60", retry);
+    /* The matching charge is denied with the same wait. */
+    struct hd_rl_check d = {.cost = 1};
+    item(&d, "login_account", "a@example.com", 1, 60, 1);
+    run(rl, &d);
+    cr_expect(!d.allowed);
+    cr_expect(d.items[0].verdict.retry_after_s > retry - 0.5 &&
+                  d.items[0].verdict.retry_after_s <= retry,
+              "charge retry %f vs peek %f", d.items[0].verdict.retry_after_s, retry);
+    hd_ratelimit_stop(rl);
+}
