@@ -47,9 +47,22 @@ struct hd_rl_check {
 
 struct hd_ratelimit;
 
-/** Starts the actor with a table of at most @max_keys keys. Main thread.
- * NULL on failure. */
-struct hd_ratelimit *hd_ratelimit_start(size_t max_keys);
+/** What to answer while the shared limiter (Redis) is unreachable. */
+enum hd_rl_redis_down {
+    HD_RL_REDIS_DOWN_LOCAL, /* decide with this node's local table (default) */
+    HD_RL_REDIS_DOWN_ALLOW, /* allow every check */
+    HD_RL_REDIS_DOWN_DENY,  /* deny every check */
+};
+
+struct hd_ratelimit_options {
+    size_t max_keys;       /* local table bound (ratelimit.max_keys) */
+    const char *redis_url; /* redis://…; NULL or "" = local only. Borrowed for the call. */
+    enum hd_rl_redis_down redis_down;
+};
+
+/** Starts the actor. Main thread. NULL on failure (a bad max_keys; an
+ * unreachable Redis is not a failure: it is retried in the background). */
+struct hd_ratelimit *hd_ratelimit_start(const struct hd_ratelimit_options *opts);
 
 /** Posts @check (ownership until `done`). Items are checked in order; each
  * allowed item that is not a peek is charged @check->cost, so a denial on a

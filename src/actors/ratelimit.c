@@ -149,10 +149,10 @@ static void collect(void *ctx, struct hd_buf *out)
                    __atomic_load_n(&rl->keys, __ATOMIC_RELAXED));
 }
 
-struct hd_ratelimit *hd_ratelimit_start(size_t max_keys)
+struct hd_ratelimit *hd_ratelimit_start(const struct hd_ratelimit_options *opts)
 {
     struct hd_ratelimit *rl = hd_calloc(1, sizeof(*rl));
-    rl->table = hd_gcra_table_new(max_keys);
+    rl->table = hd_gcra_table_new(opts->max_keys);
     if (!rl->table) {
         free(rl);
         return NULL;

@@ -40,7 +40,7 @@ static void item(struct hd_rl_check *c, const char *policy, const char *key, int
 
 Test(ratelimit, burst_is_allowed_then_denied_with_retry_after, .timeout = 30)
 {
-    struct hd_ratelimit *rl = hd_ratelimit_start(1000);
+    struct hd_ratelimit *rl = hd_ratelimit_start(&(struct hd_ratelimit_options){.max_keys = 1000});
     cr_assert_not_null(rl);
     int allowed = 0;
     double retry = 0;
@@ -61,7 +61,7 @@ Test(ratelimit, burst_is_allowed_then_denied_with_retry_after, .timeout = 30)
 
 Test(ratelimit, items_and_policies_are_separate_keys, .timeout = 30)
 {
-    struct hd_ratelimit *rl = hd_ratelimit_start(1000);
+    struct hd_ratelimit *rl = hd_ratelimit_start(&(struct hd_ratelimit_options){.max_keys = 1000});
     cr_assert_not_null(rl);
     for (int i = 0; i < 2; i++) { /* burst 0: one each */
         struct hd_rl_check c = {.cost = 1};
@@ -102,7 +102,7 @@ static void *post_many(void *arg)
 
 Test(ratelimit, posters_on_many_threads_share_one_budget, .timeout = 60)
 {
-    struct hd_ratelimit *rl = hd_ratelimit_start(1000);
+    struct hd_ratelimit *rl = hd_ratelimit_start(&(struct hd_ratelimit_options){.max_keys = 1000});
     cr_assert_not_null(rl);
     pthread_t t[4];
     struct poster p[4];
@@ -123,7 +123,7 @@ Test(ratelimit, posters_on_many_threads_share_one_budget, .timeout = 60)
 
 Test(ratelimit, peek_reports_without_charging, .timeout = 30)
 {
-    struct hd_ratelimit *rl = hd_ratelimit_start(1000);
+    struct hd_ratelimit *rl = hd_ratelimit_start(&(struct hd_ratelimit_options){.max_keys = 1000});
     cr_assert_not_null(rl);
     /* Peeks never spend: 20 looks at a 1/min burst 1 budget are all allowed. */
     for (int i = 0; i < 20; i++) {
