@@ -3,6 +3,7 @@
  * Exit codes: 0 success; 1 runtime failure (cannot listen…); 2 bad usage or
  * a configuration that is refused. */
 #include "api/api.h"
+#include "herald/ratelimit.h"
 #include "api/routes.h"
 #include "herald/auth.h"
 #include "herald/config.h"
@@ -250,6 +251,7 @@ static int serve(const struct cli *cli)
     struct hd_store *store = NULL;
     struct hd_sessions *sessions = NULL;
     struct hd_auth *auth = NULL;
+    struct hd_ratelimit *ratelimit = NULL;
     struct hd_api api = {.cfg = cfg};
     enum hd_schema_result schema =
         hd_store_schema(cfg, cfg->store.auto_migrate ? HD_SCHEMA_APPLY : HD_SCHEMA_CHECK, 10000);
@@ -263,14 +265,28 @@ static int serve(const struct cli *cli)
     if (sessions && !hd_sessions_wait_loaded(sessions, 10000))
         hd_log(HD_LOG_WARN, "sessions not loaded yet: serving, /readyz says so", NULL);
     echo = hd_echo_start();
+    if (cfg->ratelimit.enabled) {
+        struct hd_ratelimit_options rlo = {
+            .max_keys = cfg->ratelimit.max_keys,
+            .redis_url = cfg->redis.url,
+            .redis_down = strcmp(cfg->ratelimit.redis_down, "allow") == 0  ? HD_RL_REDIS_DOWN_ALLOW
+                          : strcmp(cfg->ratelimit.redis_down, "deny") == 0 ? HD_RL_REDIS_DOWN_DENY
+                                                                           : HD_RL_REDIS_DOWN_LOCAL,
+        };
+        ratelimit = hd_ratelimit_start(&rlo);
+    }
+    hd_api_limits_init(&api.limits, cfg, ratelimit);
+    if (sessions && api.limits.on[HD_POLICY_REFRESH_SESSION])
+        hd_sessions_limit_refresh(sessions, ratelimit, hd_policy_name(HD_POLICY_REFRESH_SESSION),
+                                  &api.limits.rules[HD_POLICY_REFRESH_SESSION]);
     api.store = store;
     api.sessions = sessions;
     api.auth = auth;
     api.keys = hd_token_keys_new(cfg);
     s = hd_server_new(cfg);
-    if (!store || !sessions || !auth || !echo || hd_ops_routes(s) != 0 ||
-        hd_echo_routes(echo, s) != 0 || hd_store_routes(store, s) != 0 || !api.keys ||
-        hd_api_auth_routes(&api, s) != 0 || hd_api_account_routes(&api, s) != 0 ||
+    if (!store || !sessions || !auth || !echo || (cfg->ratelimit.enabled && !ratelimit) ||
+        hd_ops_routes(s) != 0 || hd_echo_routes(echo, s) != 0 || hd_store_routes(store, s) != 0 ||
+        !api.keys || hd_api_auth_routes(&api, s) != 0 || hd_api_account_routes(&api, s) != 0 ||
         hd_api_admin_routes(&api, s) != 0 || hd_api_keys_routes(&api, s) != 0) {
         hd_log(HD_LOG_ERROR, "cannot set up routes and actors", NULL);
         goto out;
@@ -288,6 +304,8 @@ out:
     hd_sessions_quiesce(sessions);
     hd_store_stop(store);
     hd_sessions_stop(sessions);
+    hd_ratelimit_stop(ratelimit);
+    hd_api_routes_free(&api);
     hd_token_keys_free(api.keys);
     hd_log(HD_LOG_INFO, "stopped", NULL);
     hd_config_free(cfg);

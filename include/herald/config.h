@@ -97,6 +97,25 @@ struct hd_config {
         char *over_limit;          /* session.over_limit: "evict_oldest" | "reject" */
         int refresh_reuse_grace_s; /* session.refresh_reuse_grace_s: default 10 */
     } session;
+
+    /* Rate limits: each policy is rule text for hd_gcra_rule_parse ("off" or
+     * "10/min burst 5"), checked at load. See docs/configuration.md. */
+    struct {
+        bool enabled;              /* ratelimit.enabled: master switch; default true */
+        size_t max_keys;           /* ratelimit.max_keys: local table bound; 100000 */
+        char *redis_down;          /* ratelimit.redis_down: "local" | "allow" | "deny" */
+        char *login_ip;            /* per client IP */
+        char *login_account;       /* per account (email): failed logins only */
+        char *login_ip_account;    /* per client IP + account */
+        char *register_ip;         /* per client IP */
+        char *refresh_session;     /* per session (rotations) */
+        char *refresh_ip;          /* per client IP */
+        char *password_user;       /* current-password checks, per user */
+        char *publish;             /* per API key, or per user */
+        char *stream_connect_user; /* per user */
+        char *stream_connect_ip;   /* per client IP */
+        char *authenticated;       /* every authenticated route, per user; default off */
+    } ratelimit;
 };
 
 enum hd_config_flags {

@@ -74,6 +74,23 @@ struct hd_gcra_verdict {
     double retry_after_s;
 };
 
+/** Longest rule text hd_gcra_rule_parse accepts. */
+#define HD_GCRA_RULE_TEXT_MAX 64
+
+/**
+ * Parses a rule written as in the config: "off", or
+ * "<limit>/<window>[ burst <n>]" where window is an optional count and a
+ * unit: s|sec|second, min|minute, h|hour, d|day ("10/min burst 5",
+ * "300/5min burst 30", "100/hour", "2/30s"). Without "burst" the burst is 0
+ * (one request, then one per window/limit). Spaces around tokens are
+ * optional; the unit is case-insensitive.
+ *
+ * Returns 1 (a rule, written to @out), 0 ("off"; @out zeroed), or -EINVAL
+ * with a short reason in *@why (static text; @why may be NULL) when the text
+ * is malformed or outside the bounds hd_gcra_check asserts. Pure.
+ */
+int hd_gcra_rule_parse(const char *text, struct hd_gcra_rule *out, const char **why);
+
 struct hd_gcra_table;
 
 /**

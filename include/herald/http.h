@@ -46,6 +46,13 @@ int hd_req_query_param(const struct hd_exchange *x, const char *name, char *out,
 const char *hd_req_id(const struct hd_exchange *x);
 /** The client's socket address as text ("127.0.0.1"). */
 const char *hd_req_peer(const struct hd_exchange *x);
+/**
+ * The client's address as text: the socket peer, or — only when the peer is
+ * in server.trusted_proxies — the first untrusted hop of X-Forwarded-For read
+ * right to left (all its lines, as one list; see hd_client_ip). Rate limits
+ * and session records use it. Computed once per request.
+ */
+const char *hd_req_client_ip(const struct hd_exchange *x);
 /** The ctx given to hd_server_route for the matched route (NULL if none). */
 void *hd_route_ctx(const struct hd_exchange *x);
 /**
@@ -57,6 +64,8 @@ void *hd_route_ctx(const struct hd_exchange *x);
 void hd_exchange_set_state(struct hd_exchange *x, void *state, void (*free_fn)(void *));
 /** The state set with hd_exchange_set_state, or NULL. */
 void *hd_exchange_state(const struct hd_exchange *x);
+/** Detaches and returns the state without freeing it (the caller owns it now). */
+void *hd_exchange_take_state(struct hd_exchange *x);
 /** The I/O thread that owns @x. */
 struct hd_io *hd_exchange_io(const struct hd_exchange *x);
 

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "herald/inbox.h"
+#include "herald/ratelimit.h"
 #include "herald/store.h"
 
 #define HD_REFRESH_TOKEN_LEN 43 /* 256 random bits, base64url without padding */
@@ -47,11 +48,12 @@ enum hd_session_req_kind {
 
 enum hd_session_status {
     HD_SESSION_OK = 0,
-    HD_SESSION_INVALID,     /* unknown, expired or revoked session / token */
-    HD_SESSION_REUSED,      /* refresh token replayed after the grace window: revoked */
-    HD_SESSION_LIMIT,       /* session.max_per_user reached and over_limit = reject */
-    HD_SESSION_UNAVAILABLE, /* the store is down or timed out: 503 */
-    HD_SESSION_ERROR,       /* anything else: 500 */
+    HD_SESSION_INVALID,      /* unknown, expired or revoked session / token */
+    HD_SESSION_REUSED,       /* refresh token replayed after the grace window: revoked */
+    HD_SESSION_LIMIT,        /* session.max_per_user reached and over_limit = reject */
+    HD_SESSION_UNAVAILABLE,  /* the store is down or timed out: 503 */
+    HD_SESSION_RATE_LIMITED, /* ROTATE: the session's refresh budget is spent: 429 */
+    HD_SESSION_ERROR,        /* anything else: 500 */
 };
 
 struct hd_session_req;
@@ -84,6 +86,8 @@ struct hd_session_req {
     struct hd_session *sessions; /* LIST: owned array */
     size_t n_sessions;
     int64_t count;
+    bool limit_checked;      /* ROTATE: the per-session limit was consulted */
+    struct hd_rl_item limit; /* ... its policy, rule and verdict */
 };
 
 /** A zeroed request of @kind. */
@@ -105,6 +109,19 @@ struct hd_sessions *hd_sessions_start(const struct hd_config *cfg, struct hd_sto
  * until they are joined), then call hd_sessions_stop. NULL is fine.
  */
 void hd_sessions_quiesce(struct hd_sessions *s);
+
+/**
+ * Limits refresh-token rotations per session: before rotating a valid token
+ * the actor charges one unit to key = the session id under @rule (policy
+ * name @policy) on @rl, and answers HD_SESSION_RATE_LIMITED with the
+ * verdict in req->limit when it is denied (nothing rotates, so the client
+ * may retry the same token later). A forged or stale token never reaches
+ * the check, so nobody can spend another session's budget. Main thread,
+ * before requests flow; @rl must outlive the actor (stop it after
+ * hd_sessions_stop). Without this call rotations are not limited.
+ */
+void hd_sessions_limit_refresh(struct hd_sessions *s, struct hd_ratelimit *rl, const char *policy,
+                               const struct hd_gcra_rule *rule);
 
 /** Shutdown, step 3: stops the actor and frees the map. NULL is fine. */
 void hd_sessions_stop(struct hd_sessions *s);

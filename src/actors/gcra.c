@@ -5,12 +5,14 @@
 
 #include "herald/core.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define SLOT_USED   1
 #define SLOT_HASHED 2
@@ -282,4 +284,104 @@ void hd_gcra_check(struct hd_gcra_table *t, const char *key, size_t key_len,
     s->flags = k.flags;
     s->len = k.len;
     memcpy(s->key, k.b, sizeof(s->key));
+}
+
+/* ---- rule text ------------------------------------------------------------ */
+
+static const char *skip_spaces(const char *p)
+{
+    while (*p == ' ')
+        p++;
+    return p;
+}
+
+/* Reads a decimal 1..max at *p; advances it. -1 when absent or out of range. */
+static long read_count(const char **p, long max)
+{
+    const char *q = *p;
+    long v = 0;
+    if (*q < '0' || *q > '9')
+        return -1;
+    while (*q >= '0' && *q <= '9') {
+        v = v * 10 + (*q - '0');
+        if (v > max)
+            return -1;
+        q++;
+    }
+    *p = q;
+    return v;
+}
+
+static long unit_seconds(const char **p)
+{
+    static const struct {
+        const char *name;
+        long s;
+    } units[] = {{"second", 1},  {"sec", 1},  {"s", 1},       {"minute", 60}, {"min", 60},
+                 {"hour", 3600}, {"h", 3600}, {"day", 86400}, {"d", 86400}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        size_t n = strlen(units[i].name);
+        if (strncasecmp(*p, units[i].name, n) == 0) {
+            const char *e = *p + n;
+            if (*e == 's' && n > 1) /* "hours", "days", "minutes", "secs" */
+                e++;
+            *p = e;
+            return units[i].s;
+        }
+    }
+    return -1;
+}
+
+int hd_gcra_rule_parse(const char *text, struct hd_gcra_rule *out, const char **why)
+{
+    const char *dummy;
+    why = why ? why : &dummy;
+    memset(out, 0, sizeof(*out));
+    if (strlen(text) > HD_GCRA_RULE_TEXT_MAX) {
+        *why = "too long";
+        return -EINVAL;
+    }
+    const char *p = skip_spaces(text);
+    if (strncasecmp(p, "off", 3) == 0 && *skip_spaces(p + 3) == '\0')
+        return 0;
+    long limit = read_count(&p, 1000000000L);
+    if (limit < 1) {
+        *why = "must be \"off\" or like \"10/min burst 5\" (limit 1 or more)";
+        return -EINVAL;
+    }
+    p = skip_spaces(p);
+    if (*p++ != '/') {
+        *why = "a '/' must follow the limit, as in \"10/min\"";
+        return -EINVAL;
+    }
+    p = skip_spaces(p);
+    long count = 1;
+    if (*p >= '0' && *p <= '9') {
+        count = read_count(&p, WINDOW_MAX_S);
+        p = skip_spaces(p);
+    }
+    long unit = unit_seconds(&p);
+    if (count < 1 || unit < 0 || count * unit > WINDOW_MAX_S) {
+        *why = "the window must be like s, 30s, min, 5min, hour or day (at most 366 days)";
+        return -EINVAL;
+    }
+    p = skip_spaces(p);
+    long burst = 0;
+    if (strncasecmp(p, "burst", 5) == 0) {
+        p = skip_spaces(p + 5);
+        burst = read_count(&p, BURST_MAX);
+        if (burst < 0) {
+            *why = "burst must be 0 to 100000";
+            return -EINVAL;
+        }
+        p = skip_spaces(p);
+    }
+    if (*p != '\0') {
+        *why = "unexpected text after the rule";
+        return -EINVAL;
+    }
+    out->limit = (int)limit;
+    out->window_s = (int)(count * unit);
+    out->burst = (int)burst;
+    return 1;
 }

@@ -28,7 +28,7 @@
 #define SWEEP_EVERY_MS (15 * 1000)
 #define MAX_LIST       1000
 
-enum msg_type { MSG_REQ = 1, MSG_STORE_DONE, MSG_TOUCH, MSG_QUIESCE };
+enum msg_type { MSG_REQ = 1, MSG_STORE_DONE, MSG_TOUCH, MSG_QUIESCE, MSG_LIMIT_DONE };
 
 struct quiesce_msg {
     struct hd_msg msg;
@@ -62,6 +62,7 @@ struct rotation {
     char session_id[HD_ID_LEN + 1];
     int64_t done_at; /* 0 while in flight */
     enum hd_session_status status;
+    struct hd_rl_item limit; /* status RATE_LIMITED: the verdict, for the waiters */
     struct hd_session_req **waiters;
     int n_waiters;
     struct rotation *next;
@@ -95,7 +96,10 @@ struct hd_sessions {
     struct event *sweep;
     bool loaded; /* atomic: live sessions loaded; requests wait until then */
     struct hd_session_req *waiting_head, *waiting_tail;
-    int in_store;    /* store ops submitted and not back yet */
+    int in_store;                    /* store ops (and rate-limit checks) submitted, not back yet */
+    struct hd_ratelimit *refresh_rl; /* hd_sessions_limit_refresh; NULL: unlimited */
+    char refresh_policy[HD_RL_POLICY_MAX];
+    struct hd_gcra_rule refresh_rule;
     bool stopping;   /* quiesced: no new store op */
     sem_t *quiesced; /* posted once stopping and in_store == 0 */
 };
@@ -364,6 +368,10 @@ static struct rotation *rotation_find(struct hd_sessions *s, const char *hash)
 static void answer_from_rotation(struct hd_sessions *s, struct rotation *r,
                                  struct hd_session_req *req)
 {
+    if (r->status == HD_SESSION_RATE_LIMITED) {
+        req->limit_checked = true;
+        req->limit = r->limit;
+    }
     if (r->status != HD_SESSION_OK) {
         answer(req, r->status);
         return;
@@ -394,7 +402,8 @@ static void rotation_finish(struct hd_sessions *s, struct rotation *r,
  * remembered: the client's retry must go to the store again. */
 static void forget_if_transient(struct hd_sessions *s, struct rotation *r)
 {
-    if (r->status != HD_SESSION_UNAVAILABLE && r->status != HD_SESSION_ERROR)
+    if (r->status != HD_SESSION_UNAVAILABLE && r->status != HD_SESSION_ERROR &&
+        r->status != HD_SESSION_RATE_LIMITED)
         return;
     for (struct rotation **p = &s->rotations; *p; p = &(*p)->next) {
         if (*p == r) {
@@ -446,6 +455,11 @@ static void revoke_for_reuse(struct hd_sessions *s, const char *sid, struct hd_s
     submit(s, op, STEP_REUSE_REVOKE, req);
 }
 
+static void rotate(struct hd_sessions *s, struct rotation *r, struct hd_session_req *req,
+                   const char *hash);
+static void check_refresh_limit(struct hd_sessions *s, struct rotation *r,
+                                struct hd_session_req *req, const char *hash);
+
 static void refresh_found(struct hd_sessions *s, struct hd_store_op *op, struct step *st)
 {
     struct rotation *r = rotation_find(s, st->hash);
@@ -469,13 +483,86 @@ static void refresh_found(struct hd_sessions *s, struct hd_store_op *op, struct 
         revoke_for_reuse(s, op->refresh.session_id, req);
         return;
     }
+    if (s->refresh_rl && !s->stopping) {
+        check_refresh_limit(s, r, req, st->hash);
+        return;
+    }
+    rotate(s, r, req, st->hash);
+}
+
+/* Writes the successor of the token hashed @hash (session r->session_id). */
+static void rotate(struct hd_sessions *s, struct rotation *r, struct hd_session_req *req,
+                   const char *hash)
+{
     new_refresh_token(r->successor);
     struct hd_store_op *rot = hd_store_op_new(HD_OP_SESSION_ROTATE);
-    memcpy(rot->id, op->refresh.session_id, sizeof(rot->id));
-    memcpy(rot->token_hash, st->hash, sizeof(rot->token_hash));
+    memcpy(rot->id, r->session_id, sizeof(rot->id));
+    memcpy(rot->token_hash, hash, sizeof(rot->token_hash));
     hd_token_hash_hex(r->successor, strlen(r->successor), rot->new_token_hash);
     rot->now = wall_ms();
-    submit_step(s, rot, STEP_ROTATE, req, st->hash);
+    submit_step(s, rot, STEP_ROTATE, req, hash);
+}
+
+/* ---- per-session refresh limit (a round trip to the rate-limit actor) ---- */
+
+struct limit_box {
+    struct hd_rl_check check;
+    struct hd_msg back; /* MSG_LIMIT_DONE, to this actor */
+    struct hd_actor *actor;
+    struct hd_session_req *req;
+    char hash[65];
+};
+
+/* Rate-limit actor thread: hand the verdict back. */
+static void limit_checked(struct hd_rl_check *c)
+{
+    struct limit_box *box = c->ctx;
+    box->back.type = MSG_LIMIT_DONE;
+    hd_actor_post(box->actor, &box->back);
+}
+
+static void check_refresh_limit(struct hd_sessions *s, struct rotation *r,
+                                struct hd_session_req *req, const char *hash)
+{
+    struct limit_box *box = hd_calloc(1, sizeof(*box));
+    box->actor = s->actor;
+    box->req = req;
+    memcpy(box->hash, hash, sizeof(box->hash));
+    struct hd_rl_item *it = &box->check.items[0];
+    memcpy(it->policy, s->refresh_policy, sizeof(it->policy));
+    it->rule = s->refresh_rule;
+    memcpy(it->key, r->session_id, HD_ID_LEN);
+    it->key_len = HD_ID_LEN;
+    box->check.n = 1;
+    box->check.cost = 1;
+    box->check.done = limit_checked;
+    box->check.ctx = box;
+    s->in_store++; /* quiesce waits for it like for a store op */
+    hd_ratelimit_submit(s->refresh_rl, &box->check);
+}
+
+static void on_limit_done(struct hd_sessions *s, struct limit_box *box)
+{
+    struct rotation *r = rotation_find(s, box->hash);
+    struct hd_session_req *req = box->req;
+    HD_ASSERT(r && !r->done_at);
+    req->limit_checked = true;
+    req->limit = box->check.items[0];
+    if (box->check.allowed && !s->stopping) {
+        rotate(s, r, req, box->hash);
+    } else {
+        r->limit = box->check.items[0];
+        enum hd_session_status st =
+            box->check.allowed ? HD_SESSION_UNAVAILABLE : HD_SESSION_RATE_LIMITED;
+        rotation_finish(s, r, st);
+        answer(req, st);
+        forget_if_transient(s, r);
+    }
+    free(box);
+    if (--s->in_store == 0 && s->quiesced) {
+        sem_post(s->quiesced);
+        s->quiesced = NULL;
+    }
 }
 
 static void rotated(struct hd_sessions *s, struct hd_store_op *op, struct step *st)
@@ -731,6 +818,10 @@ static void on_message(void *ctx, struct hd_msg *m)
         handle_quiesce(s, (struct quiesce_msg *)m);
         return;
     }
+    if (m->type == MSG_LIMIT_DONE) {
+        on_limit_done(s, HD_CONTAINER_OF(m, struct limit_box, back));
+        return;
+    }
     struct hd_session_req *req = HD_CONTAINER_OF(m, struct hd_session_req, _msg);
     if (!s->loaded)
         wait_for_load(s, req);
@@ -836,6 +927,14 @@ struct hd_sessions *hd_sessions_start(const struct hd_config *cfg, struct hd_sto
     op->now = wall_ms();
     submit(s, op, STEP_LOAD, NULL);
     return s;
+}
+
+void hd_sessions_limit_refresh(struct hd_sessions *s, struct hd_ratelimit *rl, const char *policy,
+                               const struct hd_gcra_rule *rule)
+{
+    s->refresh_rl = rl;
+    snprintf(s->refresh_policy, sizeof(s->refresh_policy), "%s", policy);
+    s->refresh_rule = *rule;
 }
 
 void hd_sessions_quiesce(struct hd_sessions *s)

@@ -258,6 +258,14 @@ static void user_found(struct hd_exchange *x, struct hd_store_op *op)
     hd_api_auth_call(x, job, current_verified);
 }
 
+static void password_allowed(struct hd_exchange *x)
+{
+    struct pw_change *c = hd_exchange_state(x);
+    struct hd_store_op *op = hd_store_op_new(HD_OP_FIND_USER_BY_ID);
+    memcpy(op->id, c->user_id, sizeof(op->id));
+    hd_store_call(hd_api_of(x)->store, x, op, user_found);
+}
+
 static void handle_password(struct hd_exchange *x)
 {
     struct hd_api_caller who;
@@ -292,9 +300,9 @@ static void handle_password(struct hd_exchange *x)
     memcpy(c->session_id, who.session.id, sizeof(c->session_id));
     memcpy(c->user_id, who.claims.sub, sizeof(c->user_id));
     hd_exchange_set_state(x, c, pw_change_free);
-    struct hd_store_op *op = hd_store_op_new(HD_OP_FIND_USER_BY_ID);
-    memcpy(op->id, c->user_id, sizeof(op->id));
-    hd_store_call(hd_api_of(x)->store, x, op, user_found);
+    struct hd_api_limit *l = hd_api_limit_new(x);
+    hd_api_limit_add(l, HD_POLICY_PASSWORD_USER, c->user_id, strlen(c->user_id), false);
+    hd_api_limit_run(x, l, password_allowed);
 out:
     json_decref(body);
 }
@@ -302,7 +310,7 @@ out:
 int hd_api_account_routes(struct hd_api *api, struct hd_server *s)
 {
     int rc = 0;
-    rc |= hd_server_route(s, "PATCH", "/api/me", handle_patch_me, api);
-    rc |= hd_server_route(s, "POST", "/api/me/password", handle_password, api);
+    rc |= hd_api_route(api, s, "PATCH", "/api/me", handle_patch_me, true);
+    rc |= hd_api_route(api, s, "POST", "/api/me/password", handle_password, true);
     return rc ? -EINVAL : 0;
 }

@@ -222,8 +222,8 @@ out:
 int hd_api_admin_routes(struct hd_api *api, struct hd_server *s)
 {
     int rc = 0;
-    rc |= hd_server_route(s, "POST", "/api/admin/users", handle_create_user, api);
-    rc |= hd_server_route(s, "POST", "/api/admin/users/{id}/disable", handle_disable, api);
-    rc |= hd_server_route(s, "POST", "/api/admin/users/{id}/enable", handle_enable, api);
+    rc |= hd_api_route(api, s, "POST", "/api/admin/users", handle_create_user, true);
+    rc |= hd_api_route(api, s, "POST", "/api/admin/users/{id}/disable", handle_disable, true);
+    rc |= hd_api_route(api, s, "POST", "/api/admin/users/{id}/enable", handle_enable, true);
     return rc ? -EINVAL : 0;
 }

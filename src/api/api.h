@@ -14,6 +14,8 @@
 #include "herald/store.h"
 #include "herald/token.h"
 
+#include "api/limit.h"
+
 struct hd_config;
 struct hd_server;
 
@@ -24,7 +26,19 @@ struct hd_api {
     struct hd_sessions *sessions;
     struct hd_auth *auth;
     struct hd_token_keys *keys;
+    struct hd_api_limits limits; /* hd_api_limits_init */
+    struct hd_api_route *routes; /* added by hd_api_route; hd_api_routes_free */
 };
+
+/** The ctx of every route added with hd_api_route. */
+struct hd_api_route {
+    struct hd_api *api;
+    hd_handler_fn handler;
+    struct hd_api_route *next;
+};
+
+/** Frees what hd_api_route allocated, after the server is freed. Main thread. */
+void hd_api_routes_free(struct hd_api *api);
 
 /** Adds the authentication routes (register, login, refresh, logout,
  * sessions, me). Main thread, before the server starts. */
@@ -33,7 +47,7 @@ int hd_api_auth_routes(struct hd_api *api, struct hd_server *s);
 /** The route's struct hd_api. */
 static inline struct hd_api *hd_api_of(struct hd_exchange *x)
 {
-    return hd_route_ctx(x);
+    return ((struct hd_api_route *)hd_route_ctx(x))->api;
 }
 
 /* ---- input ---------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "api/routes.h"
 
+#include "herald/client_ip.h"
 #include "herald/config.h"
 #include "herald/core.h"
 #include "herald/password.h"
@@ -28,6 +29,8 @@ struct flow {
     char *org_name;
     char *password; /* login only; wiped */
     size_t password_len;
+    char *account_key;        /* login: the email, lowercase (rate-limit key) */
+    struct hd_auth_job *hash; /* register: the hash job, until the limits allow it */
     struct hd_user user;
     int64_t read_at; /* login: wall-clock µs just before the user record was read */
     char *user_json;
@@ -46,6 +49,8 @@ static void flow_free(void *p)
         sodium_memzero(f->password, f->password_len);
         free(f->password);
     }
+    free(f->account_key);
+    hd_auth_job_free(f->hash);
     hd_user_clear(&f->user);
     free(f->user_json);
     sodium_memzero(f->refresh_token, sizeof(f->refresh_token));
@@ -112,7 +117,7 @@ static void start_session(struct hd_exchange *x, struct flow *f)
     const char *ua = hd_req_header(x, "User-Agent", &len);
     if (ua)
         req->user_agent = hd_strndup(ua, len > 256 ? 256 : len);
-    req->ip = hd_strdup(hd_req_peer(x));
+    req->ip = hd_strdup(hd_req_client_ip(x));
     f->user_json = render_user(&f->user);
     req->user_json = hd_strdup(f->user_json);
     hd_api_session_call(x, req, session_created);
@@ -147,6 +152,14 @@ static void register_hashed(struct hd_exchange *x, struct hd_auth_job *job)
     hd_store_call(hd_api_of(x)->store, x, op, registered);
 }
 
+static void register_allowed(struct hd_exchange *x)
+{
+    struct flow *f = hd_exchange_state(x);
+    struct hd_auth_job *job = f->hash;
+    f->hash = NULL;
+    hd_api_auth_call(x, job, register_hashed);
+}
+
 static void handle_register(struct hd_exchange *x)
 {
     json_t *body = hd_api_body(x);
@@ -162,9 +175,12 @@ static void handle_register(struct hd_exchange *x)
     f->username = dup_or_null(nu.username);
     f->display_name = dup_or_null(nu.display_name);
     f->org_name = hd_strdup(org ? org : nu.email);
-    struct hd_auth_job *job = hd_auth_job_new(HD_AUTH_HASH);
-    hd_auth_job_set_password(job, nu.password, nu.password_len);
-    hd_api_auth_call(x, job, register_hashed);
+    f->hash = hd_auth_job_new(HD_AUTH_HASH);
+    hd_auth_job_set_password(f->hash, nu.password, nu.password_len);
+    const char *ip = hd_req_client_ip(x);
+    struct hd_api_limit *l = hd_api_limit_new(x);
+    hd_api_limit_add(l, HD_POLICY_REGISTER_IP, ip, strlen(ip), false);
+    hd_api_limit_run(x, l, register_allowed);
 out:
     json_decref(body);
 }
@@ -189,6 +205,8 @@ static void login_verified(struct hd_exchange *x, struct hd_auth_job *job)
         return;
     }
     if (!job->ok || !f->user.id[0]) {
+        /* only failures spend the account's budget (see limit.h) */
+        hd_api_limit_charge(x, HD_POLICY_LOGIN_ACCOUNT, f->account_key, strlen(f->account_key));
         invalid_credentials(x);
         return;
     }
@@ -222,6 +240,19 @@ static void login_found(struct hd_exchange *x, struct hd_store_op *op)
     hd_api_auth_call(x, job, login_verified);
 }
 
+static void login_allowed(struct hd_exchange *x)
+{
+    struct flow *f = hd_exchange_state(x);
+    /* Taken before the read: a session-ending request after this moment
+     * may not have been seen by the read, so it ends this login too. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    f->read_at = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    struct hd_store_op *op = hd_store_op_new(HD_OP_FIND_USER_BY_EMAIL);
+    op->email = hd_strdup(f->email);
+    hd_store_call(hd_api_of(x)->store, x, op, login_found);
+}
+
 static void handle_login(struct hd_exchange *x)
 {
     json_t *body = hd_api_body(x);
@@ -240,14 +271,18 @@ static void handle_login(struct hd_exchange *x)
     f->email = hd_strdup(email);
     f->password = hd_strndup(password, plen);
     f->password_len = plen;
-    /* Taken before the read: a session-ending request after this moment
-     * may not have been seen by the read, so it ends this login too. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    f->read_at = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    struct hd_store_op *op = hd_store_op_new(HD_OP_FIND_USER_BY_EMAIL);
-    op->email = hd_strdup(email);
-    hd_store_call(hd_api_of(x)->store, x, op, login_found);
+    f->account_key = hd_strdup(email);
+    for (char *c = f->account_key; *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + ('a' - 'A') : *c);
+    /* per IP, per IP + account, and the account's failed-login budget */
+    const char *ip = hd_req_client_ip(x);
+    char pair[HD_CLIENT_IP_MAX + 1 + 256];
+    int n = snprintf(pair, sizeof(pair), "%s %s", ip, f->account_key);
+    struct hd_api_limit *l = hd_api_limit_new(x);
+    hd_api_limit_add(l, HD_POLICY_LOGIN_IP, ip, strlen(ip), false);
+    hd_api_limit_add(l, HD_POLICY_LOGIN_IP_ACCOUNT, pair, (size_t)n, false);
+    hd_api_limit_add(l, HD_POLICY_LOGIN_ACCOUNT, f->account_key, strlen(f->account_key), true);
+    hd_api_limit_run(x, l, login_allowed);
 out:
     json_decref(body);
 }
@@ -272,6 +307,10 @@ static void refresh_user(struct hd_exchange *x, struct hd_store_op *op)
 
 static void refresh_rotated(struct hd_exchange *x, struct hd_session_req *req)
 {
+    if (req->limit_checked)
+        hd_api_limit_answer(x, &req->limit); /* 429 when denied: the token stays valid */
+    if (req->status == HD_SESSION_RATE_LIMITED)
+        return;
     if (req->status != HD_SESSION_OK) {
         hd_api_refresh_cookie(x, NULL);
         hd_api_session_failure(x, req);
@@ -283,6 +322,17 @@ static void refresh_rotated(struct hd_exchange *x, struct hd_session_req *req)
     struct hd_store_op *op = hd_store_op_new(HD_OP_FIND_USER_BY_ID);
     memcpy(op->id, req->session.user_id, sizeof(op->id));
     hd_store_call(hd_api_of(x)->store, x, op, refresh_user);
+}
+
+static void free_session_req(void *req)
+{
+    hd_session_req_free(req);
+}
+
+static void refresh_allowed(struct hd_exchange *x)
+{
+    struct hd_session_req *req = hd_exchange_take_state(x);
+    hd_api_session_call(x, req, refresh_rotated);
 }
 
 static void handle_refresh(struct hd_exchange *x)
@@ -317,7 +367,11 @@ static void handle_refresh(struct hd_exchange *x)
     struct hd_session_req *req = hd_session_req_new(HD_SESSION_ROTATE);
     memcpy(req->refresh_token, token, sizeof(req->refresh_token));
     sodium_memzero(token, sizeof(token));
-    hd_api_session_call(x, req, refresh_rotated);
+    hd_exchange_set_state(x, req, free_session_req);
+    const char *ip = hd_req_client_ip(x);
+    struct hd_api_limit *l = hd_api_limit_new(x);
+    hd_api_limit_add(l, HD_POLICY_REFRESH_IP, ip, strlen(ip), false);
+    hd_api_limit_run(x, l, refresh_allowed);
 }
 
 /* ---- logout and sessions ------------------------------------------------------------ */
@@ -472,12 +526,12 @@ static void handle_me(struct hd_exchange *x)
 int hd_api_auth_routes(struct hd_api *api, struct hd_server *s)
 {
     int rc = 0;
-    rc |= hd_server_route(s, "POST", "/api/auth/register", handle_register, api);
-    rc |= hd_server_route(s, "POST", "/api/auth/login", handle_login, api);
-    rc |= hd_server_route(s, "POST", "/api/auth/refresh", handle_refresh, api);
-    rc |= hd_server_route(s, "POST", "/api/auth/logout", handle_logout, api);
-    rc |= hd_server_route(s, "GET", "/api/auth/sessions", handle_sessions, api);
-    rc |= hd_server_route(s, "DELETE", "/api/auth/sessions/{id}", handle_delete_session, api);
-    rc |= hd_server_route(s, "GET", "/api/me", handle_me, api);
+    rc |= hd_api_route(api, s, "POST", "/api/auth/register", handle_register, false);
+    rc |= hd_api_route(api, s, "POST", "/api/auth/login", handle_login, false);
+    rc |= hd_api_route(api, s, "POST", "/api/auth/refresh", handle_refresh, false);
+    rc |= hd_api_route(api, s, "POST", "/api/auth/logout", handle_logout, true);
+    rc |= hd_api_route(api, s, "GET", "/api/auth/sessions", handle_sessions, true);
+    rc |= hd_api_route(api, s, "DELETE", "/api/auth/sessions/{id}", handle_delete_session, true);
+    rc |= hd_api_route(api, s, "GET", "/api/me", handle_me, true);
     return rc ? -EINVAL : 0;
 }

@@ -240,8 +240,8 @@ static void handle_revoke(struct hd_exchange *x)
 int hd_api_keys_routes(struct hd_api *api, struct hd_server *s)
 {
     int rc = 0;
-    rc |= hd_server_route(s, "POST", "/api/keys", handle_create, api);
-    rc |= hd_server_route(s, "GET", "/api/keys", handle_list, api);
-    rc |= hd_server_route(s, "DELETE", "/api/keys/{id}", handle_revoke, api);
+    rc |= hd_api_route(api, s, "POST", "/api/keys", handle_create, true);
+    rc |= hd_api_route(api, s, "GET", "/api/keys", handle_list, true);
+    rc |= hd_api_route(api, s, "DELETE", "/api/keys/{id}", handle_revoke, true);
     return rc ? -EINVAL : 0;
 }

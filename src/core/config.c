@@ -45,6 +45,7 @@ struct key_spec {
 static const char *const LOG_LEVELS[] = {"debug", "info", "warn", "error", NULL};
 static const char *const SAME_SITE[] = {"Strict", "Lax", "None", NULL};
 static const char *const OVER_LIMIT[] = {"evict_oldest", "reject", NULL};
+static const char *const REDIS_DOWN[] = {"local", "allow", "deny", NULL};
 static const char *const JWT_ALGORITHMS[] = {"HS256", "HS384", "HS512", NULL};
 
 /* The row macros, kept one initializer per macro (clang-format splits them). */
@@ -110,6 +111,31 @@ static const struct key_spec KEYS[] = {
     K_INT("session.max_per_user", session.max_per_user, 10, 1, 1000),
     K_STR("session.over_limit", session.over_limit, "evict_oldest", OVER_LIMIT, NULL),
     K_INT("session.refresh_reuse_grace_s", session.refresh_reuse_grace_s, 10, 0, 300),
+    K_BOOL("ratelimit.enabled", ratelimit.enabled, true),
+    K_SIZE("ratelimit.max_keys", ratelimit.max_keys, 100000, 1000, 50000000),
+    K_STR("ratelimit.redis_down", ratelimit.redis_down, "local", REDIS_DOWN, NULL),
+    K_STR("ratelimit.login_ip", ratelimit.login_ip, "300/5min burst 30", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.login_account", ratelimit.login_account, "100/hour burst 10", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.login_ip_account", ratelimit.login_ip_account, "10/min burst 5", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.register_ip", ratelimit.register_ip, "30/5min burst 10", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.refresh_session", ratelimit.refresh_session, "30/min burst 10", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.refresh_ip", ratelimit.refresh_ip, "600/min burst 100", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.password_user", ratelimit.password_user, "10/15min burst 5", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.publish", ratelimit.publish, "600/min burst 100", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.stream_connect_user", ratelimit.stream_connect_user, "60/min burst 20", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.stream_connect_ip", ratelimit.stream_connect_ip, "300/min burst 60", NULL,
+          hd__config_check_rate_rule),
+    K_STR("ratelimit.authenticated", ratelimit.authenticated, "off", NULL,
+          hd__config_check_rate_rule),
 };
 
 /* Short environment names, applied after the long ones so they win. */

@@ -4,6 +4,7 @@
  * never quote a secret. */
 #include "herald/config.h"
 #include "herald/core.h"
+#include "herald/gcra.h"
 #include "core/config_internal.h"
 #include "core/embedded.h"
 
@@ -184,6 +185,13 @@ const char *hd__config_check_redis_url(const char *v)
     if (v[0] == '\0' || has_prefix(v, "redis://"))
         return NULL;
     return "must be redis://... or empty (in-process only)";
+}
+
+const char *hd__config_check_rate_rule(const char *v)
+{
+    struct hd_gcra_rule rule;
+    const char *why = NULL;
+    return hd_gcra_rule_parse(v, &rule, &why) < 0 ? why : NULL;
 }
 
 const char *hd__config_check_nonempty(const char *v)

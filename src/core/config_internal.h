@@ -27,6 +27,7 @@ const char *hd__config_check_cidr(const char *value);
 const char *hd__config_check_database_url(const char *value);
 const char *hd__config_check_redis_url(const char *value);
 const char *hd__config_check_nonempty(const char *value);
+const char *hd__config_check_rate_rule(const char *value);
 
 /**
  * Parses "HOST:PORT" or "[IPv6]:PORT". On success returns NULL, sets *host

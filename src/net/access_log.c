@@ -76,7 +76,12 @@ void hd__access_log(struct hd_exchange *x, int status, uint64_t duration_us)
     hd_buf_puts(b, ",\"duration_us\":");
     hd_buf_append_uint(b, (unsigned long long)duration_us);
     hd_buf_puts(b, ",\"peer\":\"");
-    hd_buf_puts(b, hd_req_peer(x));
+    const char *peer = hd_req_peer(x), *client = hd_req_client_ip(x);
+    hd_buf_puts(b, peer);
+    if (client != peer) { /* behind a trusted proxy: who it forwarded for */
+        hd_buf_puts(b, "\",\"client\":\"");
+        hd_buf_puts(b, client);
+    }
     hd_buf_puts(b, "\"}\n");
     if (b->len >= flush_at())
         hd__access_log_flush(io);

@@ -14,6 +14,7 @@
 
 #include "herald/buf.h"
 #include "herald/config.h"
+#include "herald/client_ip.h"
 #include "herald/http.h"
 #include "herald/inbox.h"
 
@@ -140,6 +141,7 @@ struct hd_exchange {
     int h_origin, h_request_id; /* indexes into headers[], -1 when absent */
     char request_id[HD_REQUEST_ID_MAX + 1];
     char peer[48];
+    char client_ip[HD_CLIENT_IP_MAX]; /* hd_req_client_ip, lazily; "" = not yet */
 };
 
 /* ---- connection ------------------------------------------------------- */
@@ -208,8 +210,9 @@ struct hd_server {
     struct hd_io *ios;
     int n_io;
     int port;
-    int probe_fd;              /* holds the port between bind and listen */
-    uint32_t open_connections; /* atomic, all threads */
+    int probe_fd;                       /* holds the port between bind and listen */
+    struct hd_cidr_set trusted_proxies; /* server.trusted_proxies; read-only */
+    uint32_t open_connections;          /* atomic, all threads */
     int max_connections;
     bool started;
 };

@@ -40,6 +40,7 @@ struct hd_exchange *hd__exchange_get(struct hd_io *io)
     x->resp_headers = resp;
     x->request_id[0] = '\0';
     x->peer[0] = '\0';
+    x->client_ip[0] = '\0';
     x->h_origin = x->h_request_id = -1;
     return x;
 }

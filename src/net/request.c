@@ -157,6 +157,48 @@ const char *hd_req_peer(const struct hd_exchange *x)
     return mx->peer;
 }
 
+const char *hd_req_client_ip(const struct hd_exchange *x)
+{
+    struct hd_exchange *mx = (struct hd_exchange *)x; /* lazily cached */
+    const struct hd_cidr_set *trusted = &x->conn->io->server->trusted_proxies;
+    if (mx->client_ip[0])
+        return mx->client_ip;
+    if (!hd_cidr_set_contains(trusted, (const struct sockaddr *)&x->conn->peer))
+        return hd_req_peer(x); /* X-Forwarded-For is not read at all */
+    /* several X-Forwarded-For lines count as one list, joined with "," */
+    char joined[1024];
+    size_t used = 0;
+    for (int i = 0; i < x->n_headers; i++) {
+        const struct hd_header_ref *h = &x->headers[i];
+        if (h->name_len != 15 || strncasecmp(h->name, "X-Forwarded-For", 15) != 0)
+            continue;
+        size_t need = h->value_len + (used ? 1 : 0);
+        if (used + need >= sizeof(joined)) { /* keep the rightmost hops: they matter */
+            used = 0;
+            need = h->value_len;
+            if (need >= sizeof(joined))
+                break;
+        }
+        if (used)
+            joined[used++] = ',';
+        memcpy(joined + used, h->value, h->value_len);
+        used += h->value_len;
+    }
+    int n = hd_client_ip(trusted, (const struct sockaddr *)&x->conn->peer, joined, used,
+                         mx->client_ip, sizeof(mx->client_ip));
+    if (n <= 0)
+        return hd_req_peer(x);
+    return mx->client_ip;
+}
+
+void *hd_exchange_take_state(struct hd_exchange *x)
+{
+    void *state = x->state;
+    x->state = NULL;
+    x->state_free = NULL;
+    return state;
+}
+
 void hd_exchange_set_state(struct hd_exchange *x, void *state, void (*free_fn)(void *))
 {
     if (x->state && x->state_free)

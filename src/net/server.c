@@ -24,6 +24,9 @@ struct hd_server *hd_server_new(const struct hd_config *cfg)
     s->cfg = cfg;
     s->router = hd__router_new();
     s->max_connections = cfg->server.max_connections;
+    /* validated at config load, so this cannot fail: an empty set if it did */
+    (void)hd_cidr_set_init(&s->trusted_proxies, cfg->server.trusted_proxies,
+                           cfg->server.n_trusted_proxies);
     return s;
 }
 
@@ -229,5 +232,6 @@ void hd_server_free(struct hd_server *s)
     }
     free(s->ios);
     hd__router_free(s->router);
+    hd_cidr_set_free(&s->trusted_proxies);
     free(s);
 }

@@ -76,10 +76,12 @@ const char *hd_test_secret(void)
 json_t *hd_test_base_config(void)
 {
     /* The embedded SQLite store (var/herald.db under the server's own temp
-     * dir), migrated at start as in the dev config; a small pool. */
-    json_t *cfg =
-        json_pack("{s:b, s:{s:s}, s:{s:b}, s:{s:b, s:i}}", "dev_mode", 1, "jwt", "secret",
-                  hd_test_secret(), "log", "access", 1, "store", "auto_migrate", 1, "pool_size", 2);
+     * dir), migrated at start as in the dev config; a small pool. Rate
+     * limits off: suites log in many times from 127.0.0.1; the rate-limit
+     * suites turn them on. */
+    json_t *cfg = json_pack("{s:b, s:{s:s}, s:{s:b}, s:{s:b, s:i}, s:{s:b}}", "dev_mode", 1, "jwt",
+                            "secret", hd_test_secret(), "log", "access", 1, "store", "auto_migrate",
+                            1, "pool_size", 2, "ratelimit", "enabled", 0);
     cr_assert(cfg, "json_pack of the base config");
     return cfg;
 }

@@ -40,8 +40,8 @@ const char *hd_test_herald_bin(void);
 /**
  * The base config every test starts from: dev_mode true, a fresh random
  * 48-character jwt.secret (one per process), log.access true, the embedded
- * SQLite store with store.auto_migrate true and a pool of 2. Returns a new
- * reference.
+ * SQLite store with store.auto_migrate true and a pool of 2, ratelimit.enabled
+ * false. Returns a new reference.
  */
 json_t *hd_test_base_config(void);
 

@@ -1,5 +1,6 @@
 /* GCRA limiter core (src/actors/gcra.c), on a fake clock. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,4 +345,59 @@ Test(gcra, bad_sizes_and_overflow_buckets_per_rule)
     cr_expect_not(check(t, "c", &extra, 1, 0).allowed);
     cr_expect_eq(hd_gcra_table_count(t), 1);
     hd_gcra_table_free(t);
+}
+
+Test(gcra_rule, parses_the_documented_forms)
+{
+    struct {
+        const char *text;
+        int rc, limit, window_s, burst;
+    } cases[] = {
+        {"off", 0, 0, 0, 0},
+        {" OFF ", 0, 0, 0, 0},
+        {"10/min burst 5", 1, 10, 60, 5},
+        {"300/5min burst 30", 1, 300, 300, 30},
+        {"100/hour", 1, 100, 3600, 0},
+        {"100/hours burst 10", 1, 100, 3600, 10},
+        {"2/30s", 1, 2, 30, 0},
+        {"1/day", 1, 1, 86400, 0},
+        {"7 / 2 h burst 3", 1, 7, 7200, 3},
+        {"5/sec", 1, 5, 1, 0},
+        {"5/366d", 1, 5, 31622400, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct hd_gcra_rule r = {-1, -1, -1};
+        const char *why = NULL;
+        int rc = hd_gcra_rule_parse(cases[i].text, &r, &why);
+        cr_expect_eq(rc, cases[i].rc, "%s: rc %d (%s)", cases[i].text, rc, why ? why : "");
+        cr_expect(r.limit == cases[i].limit && r.window_s == cases[i].window_s &&
+                      r.burst == cases[i].burst,
+                  "%s: got %d/%ds burst %d", cases[i].text, r.limit, r.window_s, r.burst);
+    }
+}
+
+Test(gcra_rule, refuses_malformed_and_out_of_range_rules)
+{
+    const char *bad[] = {"",
+                         "on",
+                         "10",
+                         "0/min",
+                         "-1/min",
+                         "10/",
+                         "10/week",
+                         "10/0min",
+                         "10/367d",
+                         "10/min burst",
+                         "10/min burst -1",
+                         "10/min burst 100001",
+                         "10/min burst 5 x",
+                         "10/min,burst 5",
+                         "99999999999/min",
+                         "10/m"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct hd_gcra_rule r;
+        const char *why = NULL;
+        cr_expect_eq(hd_gcra_rule_parse(bad[i], &r, &why), -EINVAL, "%s was accepted", bad[i]);
+        cr_expect(why && *why, "%s: no reason", bad[i]);
+    }
 }
