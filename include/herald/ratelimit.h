@@ -1,8 +1,22 @@
 /* The rate-limit actor: the only owner of limiter state (a GCRA table, see
  * gcra.h). I/O threads post a check naming one or more (policy, key, rule)
  * items and continue the request when the verdict comes back through `done`.
- * Local state only for now; the Redis-shared mode (issue 5) will sit behind
- * the same check message. */
+ *
+ * Shared mode. With a Redis URL, every check is decided by one Lua script in
+ * Redis (the same GCRA semantics as gcra.c, on Redis's clock), so the nodes
+ * behind a load balancer share one budget per key. The actor pipelines the
+ * script calls on one connection and never blocks on Redis: a reply that
+ * takes longer than 250 ms, a lost connection or an error reply marks Redis
+ * down, and until it is back (reconnect with back-off 100 ms .. 5 s) every
+ * check is answered at once by the `redis_down` fallback.
+ *
+ * /readyz ("redis" component). With redis_down = local or allow the node
+ * still serves correctly while Redis is down (limits are per node, or not
+ * enforced), so Redis down does not make /readyz 503: the component is ok
+ * and "degraded" (hd_health_set_degraded) with a detail saying which
+ * fallback is in use. With redis_down = deny the node would refuse every
+ * rate-limited request, so Redis down is reported not ok (503) and a load
+ * balancer can send traffic to nodes that still reach Redis. */
 #ifndef HERALD_RATELIMIT_H
 #define HERALD_RATELIMIT_H
 
@@ -30,6 +44,13 @@ struct hd_rl_item {
     struct hd_gcra_verdict verdict; /* out */
 };
 
+/** Which path decided a check (an out field of hd_rl_check). */
+enum hd_rl_decided_by {
+    HD_RL_BY_LOCAL,    /* the local table: no Redis configured */
+    HD_RL_BY_REDIS,    /* the shared limiter in Redis */
+    HD_RL_BY_FALLBACK, /* Redis unreachable: the redis_down mode decided */
+};
+
 struct hd_rl_check;
 /** Runs on the rate-limit actor's thread; must not block (it posts). */
 typedef void (*hd_rl_done_fn)(struct hd_rl_check *check);
@@ -38,9 +59,10 @@ struct hd_rl_check {
     struct hd_msg _msg;
     int n; /* items used */
     struct hd_rl_item items[HD_RL_MAX_ITEMS];
-    int cost;     /* units charged to every item; 1 for a request */
-    bool allowed; /* out: every item allowed */
-    int denied;   /* out: index of the first denied item, or -1 */
+    int cost;                         /* units charged to every item; 1 for a request */
+    bool allowed;                     /* out: every item allowed */
+    int denied;                       /* out: index of the first denied item, or -1 */
+    enum hd_rl_decided_by decided_by; /* out */
     hd_rl_done_fn done;
     void *ctx;
 };
@@ -55,14 +77,24 @@ enum hd_rl_redis_down {
 };
 
 struct hd_ratelimit_options {
-    size_t max_keys;       /* local table bound (ratelimit.max_keys) */
-    const char *redis_url; /* redis://…; NULL or "" = local only. Borrowed for the call. */
+    size_t max_keys; /* local table bound (ratelimit.max_keys) */
+    /* redis://[[user]:password@]host[:port][/db] (port 6379, db 0; user and
+     * password percent-decoded); NULL or "" = local only. Borrowed for the
+     * call. A host name is resolved (blocking) on the actor thread at each
+     * connect: prefer an address. */
+    const char *redis_url;
     enum hd_rl_redis_down redis_down;
 };
 
-/** Starts the actor. Main thread. NULL on failure (a bad max_keys; an
- * unreachable Redis is not a failure: it is retried in the background). */
+/** Starts the actor. Main thread. NULL on failure (a bad max_keys, a
+ * malformed redis_url: logged without its password; an unreachable Redis is
+ * not a failure: it is retried in the background and the fallback answers
+ * meanwhile). */
 struct hd_ratelimit *hd_ratelimit_start(const struct hd_ratelimit_options *opts);
+
+/** True while checks are decided by Redis (connected, script loaded); false
+ * without a Redis URL or while the fallback answers. Any thread. */
+bool hd_ratelimit_redis_up(const struct hd_ratelimit *rl);
 
 /** Posts @check (ownership until `done`). Items are checked in order; each
  * allowed item that is not a peek is charged @check->cost, so a denial on a

@@ -53,6 +53,7 @@ Test(ratelimit, burst_is_allowed_then_denied_with_retry_after, .timeout = 30)
         else
             retry = c.items[0].verdict.retry_after_s;
         cr_expect_eq(c.denied, c.allowed ? -1 : 0);
+        cr_expect_eq(c.decided_by, HD_RL_BY_LOCAL);
     }
     cr_expect_eq(allowed, 6, "burst 5 allows 6 at once, got %d", allowed);
     cr_expect(retry > 0 && retry <= 6.0, "retry after %f s", retry);
@@ -76,6 +77,8 @@ Test(ratelimit, items_and_policies_are_separate_keys, .timeout = 30)
     cr_expect(strstr(m.data, "herald_ratelimit_checks_total{policy=\"a\",result=\"denied\"} 1"),
               "%s", m.data);
     cr_expect(strstr(m.data, "herald_ratelimit_keys 2"), "%s", m.data);
+    cr_expect(!strstr(m.data, "herald_ratelimit_redis"), "no Redis, no Redis metrics: %s", m.data);
+    cr_expect(!hd_ratelimit_redis_up(rl));
     hd_buf_free(&m);
     hd_ratelimit_stop(rl);
 }
