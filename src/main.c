@@ -3,6 +3,7 @@
  * Exit codes: 0 success; 1 runtime failure (cannot listen…); 2 bad usage or
  * a configuration that is refused. */
 #include "api/api.h"
+#include "herald/broadcaster.h"
 #include "herald/ratelimit.h"
 #include "api/routes.h"
 #include "herald/auth.h"
@@ -252,6 +253,7 @@ static int serve(const struct cli *cli)
     struct hd_sessions *sessions = NULL;
     struct hd_auth *auth = NULL;
     struct hd_ratelimit *ratelimit = NULL;
+    struct hd_broadcaster *broadcaster = NULL;
     struct hd_api api = {.cfg = cfg};
     enum hd_schema_result schema =
         hd_store_schema(cfg, cfg->store.auto_migrate ? HD_SCHEMA_APPLY : HD_SCHEMA_CHECK, 10000);
@@ -276,6 +278,11 @@ static int serve(const struct cli *cli)
         ratelimit = hd_ratelimit_start(&rlo);
     }
     hd_api_limits_init(&api.limits, cfg, ratelimit);
+    broadcaster = store ? hd_broadcaster_start(cfg, store, &hd_api_sse_sink) : NULL;
+    if (broadcaster && sessions)
+        hd_broadcaster_follow_sessions(broadcaster, sessions);
+    api.broadcaster = broadcaster;
+    hd_api_sse_frames_init(&api);
     if (sessions && api.limits.on[HD_POLICY_REFRESH_SESSION])
         hd_sessions_limit_refresh(sessions, ratelimit, hd_policy_name(HD_POLICY_REFRESH_SESSION),
                                   &api.limits.rules[HD_POLICY_REFRESH_SESSION]);
@@ -285,12 +292,14 @@ static int serve(const struct cli *cli)
     api.keys = hd_token_keys_new(cfg);
     s = hd_server_new(cfg);
     if (!store || !sessions || !auth || !echo || (cfg->ratelimit.enabled && !ratelimit) ||
-        hd_ops_routes(s) != 0 || hd_echo_routes(echo, s) != 0 || hd_store_routes(store, s) != 0 ||
-        !api.keys || hd_api_auth_routes(&api, s) != 0 || hd_api_account_routes(&api, s) != 0 ||
+        !broadcaster || hd_ops_routes(s) != 0 || hd_api_stream_routes(&api, s) != 0 ||
+        hd_echo_routes(echo, s) != 0 || hd_store_routes(store, s) != 0 || !api.keys ||
+        hd_api_auth_routes(&api, s) != 0 || hd_api_account_routes(&api, s) != 0 ||
         hd_api_admin_routes(&api, s) != 0 || hd_api_keys_routes(&api, s) != 0) {
         hd_log(HD_LOG_ERROR, "cannot set up routes and actors", NULL);
         goto out;
     }
+    hd_broadcaster_attach(broadcaster, s);
     if (hd_server_start(s) != 0)
         goto out;
     rc = wait_for_shutdown(s, cfg, &set);
@@ -298,12 +307,16 @@ out:
     /* Producers before consumers: the I/O threads, then the actors they post
      * to; the session actor and the store post to each other, so the
      * session actor first stops asking, then the store stops, then it. */
+    hd_broadcaster_detach(broadcaster); /* posts nothing to I/O threads from here */
     hd_server_free(s);
+    hd_api_sse_frames_free(&api);
     hd_echo_stop(echo);
     hd_auth_stop(auth);
     hd_sessions_quiesce(sessions);
+    hd_broadcaster_quiesce(broadcaster);
     hd_store_stop(store);
     hd_sessions_stop(sessions);
+    hd_broadcaster_stop(broadcaster); /* the session actor posted to it */
     hd_ratelimit_stop(ratelimit);
     hd_api_routes_free(&api);
     hd_token_keys_free(api.keys);

@@ -98,6 +98,20 @@ struct hd_config {
         int refresh_reuse_grace_s; /* session.refresh_reuse_grace_s: default 10 */
     } session;
 
+    struct {
+        int keepalive_s;            /* sse.keepalive_s: a comment ping this often; 30 */
+        int retry_ms;               /* sse.retry_ms: the "retry:" sent first; 3000 */
+        int max_streams_per_user;   /* sse.max_streams_per_user: 10 */
+        size_t client_buffer_bytes; /* sse.client_buffer_bytes: queued per stream; 256 KiB */
+        int write_timeout_s;        /* sse.write_timeout_s: unwritable this long: closed; 30 */
+        int replay_max;             /* sse.replay_max: more missed: one "reset"; 1000 */
+    } sse;
+
+    struct {
+        int retention_days;    /* notifications.retention_days: then deleted; 30 */
+        size_t max_data_bytes; /* notifications.max_data_bytes: the "data" object; 8 KiB */
+    } notifications;
+
     /* Rate limits: each policy is rule text for hd_gcra_rule_parse ("off" or
      * "10/min burst 5"), checked at load. See docs/configuration.md. */
     struct {

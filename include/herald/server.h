@@ -30,6 +30,13 @@ int hd_server_route(struct hd_server *s, const char *method, const char *pattern
  */
 int hd_server_start(struct hd_server *s);
 
+/** The number of I/O threads (after hd_server_start). Any thread. */
+int hd_server_io_count(const struct hd_server *s);
+
+/** I/O thread @i (0 .. count-1), for posting hd_io_task messages (stream.h).
+ * After hd_server_start; valid until hd_server_free. Any thread. */
+struct hd_io *hd_server_io(struct hd_server *s, int i);
+
 /** The bound port (useful when the config asked for port 0). */
 int hd_server_port(const struct hd_server *s);
 

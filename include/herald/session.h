@@ -139,6 +139,20 @@ void hd_session_submit(struct hd_sessions *s, struct hd_session_req *req);
 bool hd_session_lookup(struct hd_sessions *s, const char *sid, int64_t now_ms,
                        struct hd_session_info *out);
 
+/** Like hd_session_lookup without recording activity (a held SSE stream
+ * does not keep its session from idling out). Any RCU-registered thread. */
+bool hd_session_alive(struct hd_sessions *s, const char *sid, int64_t now_ms);
+
+/** Called on the session actor's thread when a live session ends: revoked
+ * (logout, device removal, disable, password change, refresh reuse),
+ * evicted, or found expired by the sweep (every 15 s: an expired session is
+ * refused at once by lookups anyway). Must only post. */
+typedef void (*hd_session_ended_fn)(void *ctx, const char *session_id, const char *user_id);
+
+/** Sets the listener of ended sessions (the broadcaster). Main thread,
+ * before requests flow; @ctx must outlive the actor. */
+void hd_sessions_on_ended(struct hd_sessions *s, hd_session_ended_fn fn, void *ctx);
+
 /**
  * Copies the published profile JSON of @user_id into @buf (capacity @cap,
  * NUL-terminated) and returns its length; 0 when none is published (or it

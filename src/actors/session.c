@@ -98,6 +98,8 @@ struct hd_sessions {
     struct hd_session_req *waiting_head, *waiting_tail;
     int in_store;                    /* store ops (and rate-limit checks) submitted, not back yet */
     struct hd_ratelimit *refresh_rl; /* hd_sessions_limit_refresh; NULL: unlimited */
+    hd_session_ended_fn on_ended;    /* hd_sessions_on_ended; NULL: none */
+    void *on_ended_ctx;
     char refresh_policy[HD_RL_POLICY_MAX];
     struct hd_gcra_rule refresh_rule;
     bool stopping;   /* quiesced: no new store op */
@@ -242,13 +244,22 @@ static bool node_alive(const struct hd_sessions *s, const struct sess_node *n, i
            now < __atomic_load_n(&n->last_seen_ms, __ATOMIC_RELAXED) + idle_ms;
 }
 
+/* A live session ends (revoked, evicted, expired): tell the listener, then
+ * unpublish it. */
+static void end_node(struct hd_sessions *s, struct sess_node *n)
+{
+    if (s->on_ended)
+        s->on_ended(s->on_ended_ctx, n->info.id, n->info.user_id);
+    sess_map_unpublish(s->map, n);
+}
+
 static void unpublish_id(struct hd_sessions *s, const char *sid)
 {
     rcu_read_lock();
     struct sess_node *n = sess_map_find(s->map, sid);
     rcu_read_unlock();
     if (n) /* only the actor unpublishes, so n stays valid here */
-        sess_map_unpublish(s->map, n);
+        end_node(s, n);
 }
 
 /* ---- ended users --------------------------------------------------------- */
@@ -298,7 +309,7 @@ static void evict(struct hd_sessions *s, struct sess_node *n)
     struct hd_store_op *op = hd_store_op_new(HD_OP_SESSION_REVOKE);
     memcpy(op->id, n->info.id, sizeof(op->id));
     op->now = wall_ms();
-    sess_map_unpublish(s->map, n);
+    end_node(s, n);
     submit(s, op, STEP_FORGET, NULL);
 }
 
@@ -601,7 +612,7 @@ static void handle_revoke_user(struct hd_sessions *s, struct hd_session_req *req
     int n = sess_user_nodes(s->map, req->user_id, nodes, MAX_LIST);
     for (int i = 0; i < n; i++) {
         if (strcmp(nodes[i]->info.id, req->except_id) != 0)
-            sess_map_unpublish(s->map, nodes[i]);
+            end_node(s, nodes[i]);
     }
     struct hd_store_op *op = hd_store_op_new(HD_OP_SESSIONS_REVOKE_USER);
     memcpy(op->user_id, req->user_id, sizeof(op->user_id));
@@ -711,7 +722,7 @@ static void sweep_one(void *arg, struct sess_node *n)
 {
     struct sweep_ctx *c = arg;
     if (!node_alive(c->s, n, c->now))
-        sess_map_unpublish(c->s->map, n);
+        end_node(c->s, n);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -984,6 +995,21 @@ static void maybe_touch(struct hd_sessions *s, struct sess_node *n, int64_t now)
     memcpy(t->sid, n->info.id, sizeof(t->sid));
     t->at = now;
     hd_actor_post(s->actor, &t->msg);
+}
+
+bool hd_session_alive(struct hd_sessions *s, const char *sid, int64_t now_ms)
+{
+    rcu_read_lock();
+    struct sess_node *n = sess_map_find(s->map, sid);
+    bool alive = n && node_alive(s, n, now_ms);
+    rcu_read_unlock();
+    return alive;
+}
+
+void hd_sessions_on_ended(struct hd_sessions *s, hd_session_ended_fn fn, void *ctx)
+{
+    s->on_ended = fn;
+    s->on_ended_ctx = ctx;
 }
 
 bool hd_session_lookup(struct hd_sessions *s, const char *sid, int64_t now_ms,

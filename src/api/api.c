@@ -147,7 +147,6 @@ static bool unauthorized(struct hd_exchange *x, const char *code, const char *me
 
 bool hd_api_authenticate(struct hd_exchange *x, struct hd_api_caller *out)
 {
-    struct hd_api *api = hd_api_of(x);
     size_t len;
     const char *h = hd_req_header(x, "Authorization", &len);
     if (!h) {
@@ -160,9 +159,16 @@ bool hd_api_authenticate(struct hd_exchange *x, struct hd_api_caller *out)
         return unauthorized(x, "invalid_token", "more than one Authorization header");
     if (len < 8 || strncasecmp(h, "Bearer ", 7) != 0)
         return unauthorized(x, "invalid_token", "the Authorization scheme must be Bearer");
+    return hd_api_authenticate_token(x, h + 7, len - 7, out);
+}
+
+bool hd_api_authenticate_token(struct hd_exchange *x, const char *token, size_t len,
+                               struct hd_api_caller *out)
+{
+    struct hd_api *api = hd_api_of(x);
     int64_t now = wall_ms();
     enum hd_token_result r =
-        hd_token_cache_verify(thread_cache(), api->keys, h + 7, len - 7, now / 1000, &out->claims);
+        hd_token_cache_verify(thread_cache(), api->keys, token, len, now / 1000, &out->claims);
     if (r != HD_TOKEN_OK)
         return unauthorized(x, "invalid_token", "the access token is not valid");
     if (!hd_session_lookup(api->sessions, out->claims.sid, now, &out->session) ||

@@ -16,6 +16,9 @@
 
 #include "api/limit.h"
 
+struct hd_broadcast_sink;
+struct hd_broadcaster;
+struct hd_frame;
 struct hd_config;
 struct hd_server;
 
@@ -26,7 +29,9 @@ struct hd_api {
     struct hd_sessions *sessions;
     struct hd_auth *auth;
     struct hd_token_keys *keys;
-    struct hd_api_limits limits; /* hd_api_limits_init */
+    struct hd_broadcaster *broadcaster;                        /* notifications and SSE streams */
+    struct hd_frame *sse_ping, *sse_reset, *sse_session_ended; /* hd_api_sse_frames_init */
+    struct hd_api_limits limits;                               /* hd_api_limits_init */
     struct hd_api_route *routes; /* added by hd_api_route; hd_api_routes_free */
 };
 
@@ -36,6 +41,17 @@ struct hd_api_route {
     hd_handler_fn handler;
     struct hd_api_route *next;
 };
+
+/** GET /api/notifications/stream (stream_routes.c). Main thread, before start. */
+int hd_api_stream_routes(struct hd_api *api, struct hd_server *s);
+
+/** The SSE control frames every stream shares (ping, reset, session_ended):
+ * made before the routes, freed after the server. Main thread. */
+void hd_api_sse_frames_init(struct hd_api *api);
+void hd_api_sse_frames_free(struct hd_api *api);
+
+/** What the broadcaster calls on I/O threads for SSE streams. */
+extern const struct hd_broadcast_sink hd_api_sse_sink;
 
 /** Frees what hd_api_route allocated, after the server is freed. Main thread. */
 void hd_api_routes_free(struct hd_api *api);
@@ -102,6 +118,11 @@ struct hd_api_caller {
  * returns false.
  */
 bool hd_api_authenticate(struct hd_exchange *x, struct hd_api_caller *out);
+
+/** hd_api_authenticate for an access token given as @token (@len bytes) —
+ * the SSE stream's ?token= for clients that cannot set headers. */
+bool hd_api_authenticate_token(struct hd_exchange *x, const char *token, size_t len,
+                               struct hd_api_caller *out);
 
 /* ---- continuations ---------------------------------------------------- */
 

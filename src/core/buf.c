@@ -47,6 +47,8 @@ void hd_buf_append_uint(struct hd_buf *b, unsigned long long v)
 void hd_buf_consume(struct hd_buf *b, size_t n)
 {
     HD_ASSERT(n <= b->len);
+    if (n == 0)
+        return; /* also: an empty buffer may have no data at all */
     memmove(b->data, b->data + n, b->len - n);
     b->len -= n;
 }

@@ -108,6 +108,8 @@ void hd__conn_accept(struct hd_io *io, int fd, const struct sockaddr *addr, int 
 void hd__conn_close(struct hd_conn *c)
 {
     struct hd_io *io = c->io;
+    if (c->stream)
+        hd__stream_closed(c); /* tells the application first */
     event_del(&c->rd);
     event_del(&c->wr);
     event_del(&c->timer);
@@ -128,7 +130,7 @@ void hd__conn_close(struct hd_conn *c)
 
 void hd__conn_drain(struct hd_conn *c)
 {
-    if (!c->x && c->out.len == 0) {
+    if (c->stream || (!c->x && c->out.len == 0)) { /* streams resume elsewhere */
         hd__conn_close(c);
         return;
     }
@@ -166,7 +168,9 @@ static void set_phase(struct hd_conn *c, enum hd_timer_phase phase)
 /* Chooses the timer for the connection's current state. */
 static void update_timer(struct hd_conn *c)
 {
-    if (c->writing)
+    if (c->stream)
+        set_phase(c, HD_PHASE_NONE); /* the stream tick keeps its time */
+    else if (c->writing)
         set_phase(c, HD_PHASE_WRITE);
     else if (c->x && (c->x->parked || c->x->complete))
         set_phase(c, HD_PHASE_NONE);
@@ -240,7 +244,7 @@ static size_t feed(struct hd_conn *c, const char *data, size_t len)
 {
     size_t used = 0;
     c->in_process = true;
-    while (used < len && !blocked(c) && !c->close_after) {
+    while (used < len && !blocked(c) && !c->close_after && !c->stream) {
         size_t n = http_parser_execute(&c->parser, &hd__parser_settings, data + used, len - used);
         used += n;
         enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
@@ -265,6 +269,10 @@ static size_t feed(struct hd_conn *c, const char *data, size_t len)
 /* Parses what pending_in holds, if the connection can take requests now. */
 static void conn_process(struct hd_conn *c)
 {
+    if (c->stream) { /* nothing after a stream's request is served */
+        hd_buf_free(&c->pending_in);
+        return;
+    }
     if (c->pending_in.len == 0 || blocked(c) || c->close_after)
         return;
     size_t used = feed(c, c->pending_in.data, c->pending_in.len);
@@ -299,8 +307,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     }
     if (n < 0)
         return;
-    if (c->close_after)
-        return; /* a refused connection: drop what follows */
+    if (c->close_after || c->stream)
+        return; /* a refused connection or a stream: drop what follows */
     if (hold) {
         hd_buf_append(&c->pending_in, io->scratch, (size_t)n);
         conn_process(c);
@@ -318,6 +326,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 /* Writes what it can. Returns false when the connection was closed. */
 static bool conn_flush(struct hd_conn *c)
 {
+    if (c->stream)
+        return hd__stream_flush(c);
     while (c->out.len) {
         ssize_t n = write(c->fd, c->out.data, c->out.len);
         if (n < 0 && errno == EINTR)

@@ -3,6 +3,8 @@
  * replies and the main thread sends drain/stop. */
 #include "net/net_internal.h"
 
+#include "herald/stream.h"
+
 #include "herald/core.h"
 #include "herald/log.h"
 
@@ -13,7 +15,7 @@
 #include <string.h>
 #include <urcu.h>
 
-enum io_msg_type { IO_MSG_REPLY = 1, IO_MSG_DRAIN, IO_MSG_STOP };
+enum io_msg_type { IO_MSG_REPLY = 1, IO_MSG_DRAIN, IO_MSG_STOP, IO_MSG_TASK };
 
 void hd__io_post(struct hd_io *io, struct hd_msg *m)
 {
@@ -68,6 +70,11 @@ static void on_message(void *ctx, struct hd_msg *m)
         free(m);
         event_base_loopbreak(io->base);
         return;
+    case IO_MSG_TASK: {
+        struct hd_io_task *t = (struct hd_io_task *)m;
+        t->run(__atomic_load_n(&io->finished, __ATOMIC_ACQUIRE) ? NULL : io, t);
+        return;
+    }
     default:
         HD_ASSERT(!"unknown I/O message");
     }
@@ -78,6 +85,12 @@ static void post_control(struct hd_io *io, uint32_t type)
     struct hd_msg *m = hd_calloc(1, sizeof(*m));
     m->type = type;
     hd__io_post(io, m);
+}
+
+void hd_io_task_post(struct hd_io *io, struct hd_io_task *t)
+{
+    t->_msg.type = IO_MSG_TASK;
+    hd__io_post(io, &t->_msg);
 }
 
 void hd__io_drain(struct hd_io *io)
@@ -195,6 +208,7 @@ void hd__io_destroy(struct hd_io *io)
         event_free(io->accept_retry);
     if (io->log_flush)
         event_free(io->log_flush);
+    hd__io_streams_destroy(io);
     while (io->free_exchanges) {
         struct hd_exchange *x = io->free_exchanges;
         io->free_exchanges = x->_next_free;

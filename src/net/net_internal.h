@@ -27,6 +27,7 @@
 #define HD_PENDING_IN_MAX (64 * 1024)  /* unparsed input kept while blocked */
 
 struct hd_server;
+struct hd_stream;
 struct hd_router;
 struct evconnlistener;
 
@@ -159,11 +160,12 @@ struct hd_conn {
     struct hd_buf pending_in; /* bytes received but not parsed yet */
     struct hd_exchange *x;    /* request being read or served, or NULL */
     enum hd_timer_phase phase;
-    bool reading;     /* rd is added */
-    bool writing;     /* wr is added */
-    bool close_after; /* close once out is flushed */
-    bool served_one;  /* at least one request answered (idle vs header timer) */
-    bool in_process;  /* inside conn_process: replies must not re-enter */
+    bool reading;             /* rd is added */
+    bool writing;             /* wr is added */
+    bool close_after;         /* close once out is flushed */
+    bool served_one;          /* at least one request answered (idle vs header timer) */
+    bool in_process;          /* inside conn_process: replies must not re-enter */
+    struct hd_stream *stream; /* a stream (SSE) once its headers went out */
     struct sockaddr_storage peer;
 };
 
@@ -189,6 +191,13 @@ struct hd_io {
     uint32_t n_open;
     struct hd_exchange *free_exchanges;
     uint32_t n_free_exchanges;
+    /* streams (stream.c) */
+    struct hd_stream *streams;  /* every open stream: the tick walks them */
+    struct hd_stream *dirty;    /* streams with frames to write this batch */
+    struct event *stream_flush; /* active while dirty is not empty */
+    struct event *stream_tick;  /* once a second while streams exist */
+    uint32_t n_streams;
+    uint64_t ticks;
     char *scratch;      /* HD_READ_CHUNK bytes for reads */
     char *scratch_path; /* HD_READ_CHUNK bytes for decoding a path */
     bool draining;
@@ -239,6 +248,24 @@ void hd__exchange_put(struct hd_io *io, struct hd_exchange *x);
 void hd__io_refresh_clock(struct hd_io *io);
 /** Appends a complete error response (Connection: close) for a request that
  * could not be parsed; no exchange needed. */
+/** Appends the status line and headers of @x's answer to c->out. @stream:
+ * an open-ended body (no Content-Length, Connection: close, SSE cache
+ * headers) instead of @len bytes. */
+void hd__append_head(struct hd_conn *c, struct hd_exchange *x, const char *request_id, int status,
+                     const char *content_type, size_t len, bool keep, bool stream);
+/** Records, logs and marks answered an exchange. */
+void hd__finish_exchange(struct hd_conn *c, struct hd_exchange *x, int status);
+
+/* stream.c */
+/** Writes a stream connection's pending output. Returns false when the
+ * connection was closed. */
+bool hd__stream_flush(struct hd_conn *c);
+/** The connection of a stream is closing: release the queue, unlink, tell
+ * the application. */
+void hd__stream_closed(struct hd_conn *c);
+/** Frees the I/O thread's stream events (at destroy). */
+void hd__io_streams_destroy(struct hd_io *io);
+
 void hd__respond_raw_error(struct hd_conn *c, int status, const char *code, const char *message,
                            struct hd_exchange *x);
 /** Status reason phrase. */

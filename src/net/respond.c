@@ -104,8 +104,8 @@ static bool keep_alive(struct hd_conn *c, struct hd_exchange *x)
     return x->complete && http_should_keep_alive(&c->parser);
 }
 
-static void append_head(struct hd_conn *c, struct hd_exchange *x, const char *request_id,
-                        int status, const char *content_type, size_t len, bool keep)
+void hd__append_head(struct hd_conn *c, struct hd_exchange *x, const char *request_id, int status,
+                     const char *content_type, size_t len, bool keep, bool stream)
 {
     struct hd_buf *b = &c->out;
     hd__io_refresh_clock(c->io);
@@ -117,7 +117,7 @@ static void append_head(struct hd_conn *c, struct hd_exchange *x, const char *re
         hd_buf_puts(b, content_type);
         hd_buf_puts(b, "\r\n");
     }
-    if (status != 204 && status >= 200) {
+    if (status != 204 && status >= 200 && !stream) {
         hd_buf_puts(b, "Content-Length: ");
         hd_buf_append_uint(b, len);
         hd_buf_puts(b, "\r\n");
@@ -127,7 +127,11 @@ static void append_head(struct hd_conn *c, struct hd_exchange *x, const char *re
         hd_buf_puts(b, request_id);
         hd_buf_puts(b, "\r\n");
     }
-    hd_buf_puts(b, "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n");
+    if (stream) /* the body ends when the connection does; proxies must not buffer it */
+        hd_buf_puts(b, "X-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\n"
+                       "X-Accel-Buffering: no\r\n");
+    else
+        hd_buf_puts(b, "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n");
     if (x) {
         hd__cors_headers(x, b);
         hd_buf_append(b, x->resp_headers.data, x->resp_headers.len);
@@ -147,8 +151,7 @@ void hd_respond_header(struct hd_exchange *x, const char *name, const char *valu
     hd_buf_puts(&x->resp_headers, "\r\n");
 }
 
-/* Records, logs and recycles an answered exchange. */
-static void finish_exchange(struct hd_conn *c, struct hd_exchange *x, int status)
+void hd__finish_exchange(struct hd_conn *c, struct hd_exchange *x, int status)
 {
     uint64_t took = hd_now_us() - x->start_us;
     hd__metrics_record(&c->io->metrics, x->route ? x->route->index : HD_MAX_ROUTES, status, took);
@@ -163,12 +166,12 @@ void hd_respond(struct hd_exchange *x, int status, const char *content_type, con
     struct hd_conn *c = x->conn;
     HD_ASSERT(!x->answered);
     bool keep = keep_alive(c, x);
-    append_head(c, x, x->request_id, status, content_type, len, keep);
+    hd__append_head(c, x, x->request_id, status, content_type, len, keep, false);
     if (x->method != HTTP_HEAD && len)
         hd_buf_append(&c->out, body, len);
     if (!keep)
         c->close_after = true;
-    finish_exchange(c, x, status);
+    hd__finish_exchange(c, x, status);
     if (!c->in_process)
         hd__conn_resume(c);
 }
@@ -211,11 +214,11 @@ void hd__respond_raw_error(struct hd_conn *c, int status, const char *code, cons
     size_t n = format_error(body, sizeof(body), code, message, NULL, id);
     if (x && !x->request_id[0])
         memcpy(x->request_id, rid, sizeof(rid));
-    append_head(c, x, id, status, "application/json", n, false);
+    hd__append_head(c, x, id, status, "application/json", n, false, false);
     hd_buf_append(&c->out, body, n);
     c->close_after = true;
     if (x) {
-        finish_exchange(c, x, status);
+        hd__finish_exchange(c, x, status);
     } else {
         hd__metrics_record(&c->io->metrics, HD_MAX_ROUTES, status, 0);
     }

@@ -101,8 +101,17 @@ static int bound_port(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-/* SO_REUSEPORT would let a second herald share the port silently: bind once
- * without it first, so "address in use" is reported. Also resolves port 0. */
+/* SO_REUSEPORT would let a second herald share the port silently. */
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+}
+
+/* An explicit port: bind it once without SO_REUSEPORT, so a port another
+ * process holds is reported as "address in use". */
 static int probe_port(struct hd_server *s, struct sockaddr_storage *ss, socklen_t len)
 {
     int fd = open_socket(ss, len, false, 0);
@@ -110,10 +119,7 @@ static int probe_port(struct hd_server *s, struct sockaddr_storage *ss, socklen_
         return fd;
     s->port = bound_port(fd);
     close(fd);
-    if (ss->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)s->port);
-    else
-        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)s->port);
+    set_port(ss, s->port);
     return 0;
 }
 
@@ -154,8 +160,19 @@ int hd_server_start(struct hd_server *s)
     struct sockaddr_storage ss;
     socklen_t len;
     int rc = resolve(cfg, cfg->server.listen_port, &ss, &len);
-    if (rc == 0)
+    int first_fd = -1; /* port 0: the first listener, bound before the port is known */
+    if (rc == 0 && cfg->server.listen_port == 0) {
+        /* Binding port 0 and closing it to learn a port would leave a window
+         * in which another process takes it: keep the first listener. */
+        first_fd = open_socket(&ss, len, true, cfg->server.backlog);
+        rc = first_fd < 0 ? first_fd : 0;
+        if (rc == 0) {
+            s->port = bound_port(first_fd);
+            set_port(&ss, s->port);
+        }
+    } else if (rc == 0) {
         rc = probe_port(s, &ss, len);
+    }
     if (rc != 0) {
         char addr[300];
         snprintf(addr, sizeof(addr), "%s:%d", cfg->server.listen_host, cfg->server.listen_port);
@@ -168,7 +185,10 @@ int hd_server_start(struct hd_server *s)
     fit_connection_limit(s);
     int started = 0;
     for (int i = 0; i < s->n_io && rc == 0; i++) {
-        int fd = open_socket(&ss, len, true, cfg->server.backlog);
+        int fd =
+            i == 0 && first_fd >= 0 ? first_fd : open_socket(&ss, len, true, cfg->server.backlog);
+        if (i == 0)
+            first_fd = -1; /* owned by the I/O thread from here */
         rc = fd < 0 ? fd : hd__io_init(&s->ios[i], s, i, fd);
         if (rc == 0)
             rc = hd__io_start(&s->ios[i]);
@@ -192,6 +212,17 @@ int hd_server_start(struct hd_server *s)
     snprintf(threads, sizeof(threads), "%d", s->n_io);
     hd_log(HD_LOG_INFO, "listening", "addr", addr, "io_threads", threads, NULL);
     return 0;
+}
+
+int hd_server_io_count(const struct hd_server *s)
+{
+    return s->ios ? s->n_io : 0; /* set before the I/O threads start */
+}
+
+struct hd_io *hd_server_io(struct hd_server *s, int i)
+{
+    HD_ASSERT(s->ios && i >= 0 && i < s->n_io);
+    return &s->ios[i];
 }
 
 int hd_server_port(const struct hd_server *s)
