@@ -295,7 +295,8 @@ static int serve(const struct cli *cli)
         !broadcaster || hd_ops_routes(s) != 0 || hd_api_stream_routes(&api, s) != 0 ||
         hd_echo_routes(echo, s) != 0 || hd_store_routes(store, s) != 0 || !api.keys ||
         hd_api_auth_routes(&api, s) != 0 || hd_api_account_routes(&api, s) != 0 ||
-        hd_api_admin_routes(&api, s) != 0 || hd_api_keys_routes(&api, s) != 0) {
+        hd_api_admin_routes(&api, s) != 0 || hd_api_keys_routes(&api, s) != 0 ||
+        hd_api_notification_routes(&api, s) != 0) {
         hd_log(HD_LOG_ERROR, "cannot set up routes and actors", NULL);
         goto out;
     }

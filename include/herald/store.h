@@ -88,6 +88,11 @@ struct hd_notification {
     bool read; /* for the user the list was made for */
 };
 
+/* The largest page HD_OP_EVENTS_AFTER answers: sse.replay_max (at most
+ * 100000) plus one, so a resume can tell "more were missed than it may
+ * replay". Every other list op stays capped at 500. */
+#define HD_EVENTS_AFTER_MAX 100001
+
 enum hd_store_op_kind {
     /* users and organizations */
     HD_OP_CREATE_ORG_AND_USER, /* in: org_name, user (email, username?, display_name?,
@@ -130,8 +135,11 @@ enum hd_store_op_kind {
     HD_OP_NOTIFICATION_MARK_READ,      /* in: notification.id, user_id, org_id, now; NOT_FOUND
                                           if not visible; marking twice is OK */
     HD_OP_NOTIFICATIONS_MARK_ALL_READ, /* in: user_id, org_id, now out: count */
-    HD_OP_EVENTS_AFTER,                /* in: user_id, org_id, after_id, limit out: notifications
-                                          (id ascending, own + organization-wide) */
+    HD_OP_EVENTS_AFTER,                /* in: user_id, org_id, after_id, limit (0 = 50; at most
+                                          HD_EVENTS_AFTER_MAX) out: notifications (id
+                                          ascending, own + organization-wide), count = the
+                                          smallest notification id still stored, any user's
+                                          (0: none), read in the same snapshot */
     HD_OP_NOTIFICATIONS_PURGE,         /* in: before (created_at cut-off) out: count */
     HD_OP_PING,                        /* checks the connection */
     HD_OP__COUNT

@@ -1,7 +1,7 @@
-/* Private to herald: the account, admin and API-key routes, and the
- * `herald admin` command. Route adders run on the main thread before the
- * server starts; @api (borrowed) must outlive the server. Each returns 0, or
- * -EINVAL when a route could not be added. */
+/* Private to herald: the account, admin, API-key and notification routes,
+ * and the `herald admin` command. Route adders run on the main thread
+ * before the server starts; @api (borrowed) must outlive the server. Each
+ * returns 0, or -EINVAL when a route could not be added. */
 #ifndef HERALD_API_ROUTES_H
 #define HERALD_API_ROUTES_H
 
@@ -44,6 +44,19 @@ int hd_api_admin_routes(struct hd_api *api, struct hd_server *s);
 /** POST /api/keys, GET /api/keys, DELETE /api/keys/{id} (admins only,
  * scoped to the caller's organization). */
 int hd_api_keys_routes(struct hd_api *api, struct hd_server *s);
+
+/**
+ * The notification routes: POST /api/notifications (publish: an admin's
+ * access token, or an API key with the "publish" scope as `Authorization:
+ * Bearer hk_…` or `X-API-Key`; only inside the caller's organization; 201
+ * once the store committed it, then fanned out by api->broadcaster), GET
+ * /api/notifications (the caller's own and organization-wide ones, newest
+ * first, ?limit=&before=&unread=), POST /api/notifications/{id}/read and
+ * POST /api/notifications/read-all (204). api->broadcaster may be set after
+ * this call but before the server starts; a publish without one answers
+ * 503.
+ */
+int hd_api_notification_routes(struct hd_api *api, struct hd_server *s);
 
 /**
  * `herald admin create --email E --org NAME [--username U]

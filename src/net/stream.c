@@ -285,6 +285,11 @@ struct hd_stream *hd_stream_start(struct hd_exchange *x, const char *content_typ
         event_add(io->stream_tick, &second);
     }
     mark_dirty(s); /* the headers go out with this batch */
+    if (!c->in_process) { /* else the parse loop recycles it */
+        hd__exchange_put(io, x); /* its header arena is not held for the stream's life */
+        c->x = NULL;
+        c->served_one = true;
+    }
     return s;
 }
 

@@ -129,10 +129,16 @@ static const struct hd_pg_stmt NOTES_LIST =
     STMT(22, "notes_list",
          "SELECT * FROM (" NOTE_ARM(NOTE_OWN, NOTES_PAGE_COND, "DESC", "$5") " UNION ALL " NOTE_ARM(
              NOTE_ORG, NOTES_PAGE_COND, "DESC", "$5") ") u ORDER BY id DESC LIMIT $5");
+/* Every row also carries the smallest id still stored (any user's; 0 for
+ * none), from the same snapshot as the events, so a resume can tell that
+ * retention removed what it missed. No event: one row of NULLs carrying it.
+ * min(id) walks the primary key: O(log n). */
 static const struct hd_pg_stmt EVENTS_AFTER =
     STMT(23, "events_after",
-         "SELECT * FROM (" NOTE_ARM(NOTE_OWN, "n.id > $3", "ASC", "$4") " UNION ALL " NOTE_ARM(
-             NOTE_ORG, "n.id > $3", "ASC", "$4") ") u ORDER BY id ASC LIMIT $4");
+         "SELECT u.*, m.min_id FROM (SELECT COALESCE(min(id), 0) AS min_id FROM notifications) m "
+         "LEFT JOIN (" NOTE_ARM(NOTE_OWN, "n.id > $3", "ASC", "$4") " UNION ALL " NOTE_ARM(
+             NOTE_ORG, "n.id > $3", "ASC", "$4") ") u ON true ORDER BY u.id ASC LIMIT $4");
+#define EVENTS_MIN_COL 9 /* after NOTE_COLS */
 /* One row: 1 when the notification is visible to the user, else 0. */
 static const struct hd_pg_stmt NOTE_MARK_READ =
     STMT(24, "note_mark_read",
@@ -265,12 +271,18 @@ static int64_t op_now(const struct hd_store_op *op)
     return op->now ? op->now : hd__pg_wall_ms();
 }
 
-/* A page size: 0 means 50; at least 1, at most 500. */
-static int64_t page_limit(int limit)
+/* A page size: 0 means 50; at least 1, at most @max. */
+static int64_t clamp_limit(int limit, int max)
 {
     if (limit == 0)
         return 50;
-    return limit < 1 ? 1 : limit > 500 ? 500 : limit;
+    return limit < 1 ? 1 : limit > max ? max : limit;
+}
+
+/* The page size of a list: at most 500. */
+static int64_t page_limit(int limit)
+{
+    return clamp_limit(limit, 500);
 }
 
 static bool new_id(struct hd_store_op *op, char *out)
@@ -662,14 +674,37 @@ static void notifications_list(struct hd_store_conn *c, struct hd_store_op *op)
     note_rows(c, op, &NOTES_LIST, &p);
 }
 
+/* Rows of EVENTS_AFTER: events, each with the smallest stored id, or one
+ * row of NULLs with only that. */
+static void read_events(const PGresult *r, struct hd_store_op *op)
+{
+    int rows = PQntuples(r);
+    op->count = rows > 0 ? get_i64(r, 0, EVENTS_MIN_COL) : 0;
+    op->notifications = rows ? hd_calloc((size_t)rows, sizeof(*op->notifications)) : NULL;
+    size_t n = 0;
+    for (int i = 0; i < rows; i++) {
+        if (!PQgetisnull(r, i, 0))
+            read_note(r, i, &op->notifications[n++]);
+    }
+    if (n == 0) {
+        free(op->notifications); /* the row of NULLs only */
+        op->notifications = NULL;
+    }
+    op->n_notifications = n;
+}
+
 static void events_after(struct hd_store_conn *c, struct hd_store_op *op)
 {
     struct hd_pg_params p = {0};
     hd__pg_str(&p, op->user_id);
     hd__pg_str(&p, op->org_id);
     hd__pg_i64(&p, op->after_id > 0 ? op->after_id : 0);
-    hd__pg_i64(&p, page_limit(op->limit));
-    note_rows(c, op, &EVENTS_AFTER, &p);
+    hd__pg_i64(&p, clamp_limit(op->limit, HD_EVENTS_AFTER_MAX));
+    PGresult *r = hd__pg_run(c, op, &EVENTS_AFTER, &p);
+    if (!r)
+        return;
+    read_events(r, op);
+    PQclear(r);
 }
 
 /* The notification mark_read names: notification.id, else op->id as a

@@ -38,6 +38,8 @@
     "SELECT * FROM (SELECT " NOTE_COLS ", " NOTE_IS_READ " AS is_read FROM notifications n "       \
     "WHERE " who " AND n.id > ?3 ORDER BY n.id LIMIT ?4)"
 
+#define NOTE_AFTER_BOTH "(" NOTE_AFTER_ARM(NOTE_OWN) " UNION ALL " NOTE_AFTER_ARM(NOTE_ORG) ")"
+
 const char *const hd__sq_sql[SQ__COUNT] = {
     [SQ_BEGIN] = "BEGIN IMMEDIATE",
     [SQ_COMMIT] = "COMMIT",
@@ -103,19 +105,29 @@ const char *const hd__sq_sql[SQ__COUNT] = {
         "INSERT INTO notification_reads (notification_id, user_id, read_at) "
         "SELECT n.id, ?1, ?3 FROM notifications n WHERE (" NOTE_OWN " OR (" NOTE_ORG ")) "
         "AND NOT " NOTE_IS_READ " ON CONFLICT DO NOTHING",
-    [SQ_EVENTS_AFTER] = "SELECT * FROM (" NOTE_AFTER_ARM(NOTE_OWN) " UNION ALL " NOTE_AFTER_ARM(
-        NOTE_ORG) ") ORDER BY id LIMIT ?4",
+    /* every row also carries the smallest id still stored (any user's; 0 for
+     * none), read in the same statement, so a resume can tell that retention
+     * removed what it missed; no event: one row of NULLs carrying it.
+     * min(id) of the INTEGER PRIMARY KEY is O(log n) */
+    [SQ_EVENTS_AFTER] = "SELECT e.*, m.min_id FROM (SELECT coalesce(min(id), 0) AS min_id "
+                        "FROM notifications) m LEFT JOIN " NOTE_AFTER_BOTH " e ON 1 "
+                        "ORDER BY e.id LIMIT ?4",
     [SQ_NOTES_PURGE] = "DELETE FROM notifications WHERE created_at < ?1",
     [SQ_PING] = "SELECT 1",
 };
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static int clamp_limit(int limit)
+static int clamp_limit_to(int limit, int max)
 {
     if (limit == 0)
         return LIMIT_DEFAULT;
-    return limit < 1 ? 1 : limit > LIMIT_MAX ? LIMIT_MAX : limit;
+    return limit < 1 ? 1 : limit > max ? max : limit;
+}
+
+static int clamp_limit(int limit)
+{
+    return clamp_limit_to(limit, LIMIT_MAX);
 }
 
 static int new_id(struct hd_store_op *op, char *out)
@@ -642,6 +654,8 @@ static void op_notifications_mark_all_read(struct hd_store_conn *c, struct hd_st
         op->count = sqlite3_changes(c->db);
 }
 
+#define EVENTS_MIN_COL 9 /* after NOTE_COLS and is_read */
+
 static void op_events_after(struct hd_store_conn *c, struct hd_store_op *op)
 {
     sqlite3_stmt *st = hd__sq_stmt(c, op, SQ_EVENTS_AFTER);
@@ -650,9 +664,21 @@ static void op_events_after(struct hd_store_conn *c, struct hd_store_op *op)
     sqlite3_bind_text(st, 1, op->user_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, op->org_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, op->after_id);
-    sqlite3_bind_int(st, 4, clamp_limit(op->limit));
-    collect(c, op, st, (void **)&op->notifications, &op->n_notifications,
-            sizeof(*op->notifications), read_note);
+    sqlite3_bind_int(st, 4, clamp_limit_to(op->limit, HD_EVENTS_AFTER_MAX));
+    size_t cap = 0;
+    int r;
+    while ((r = hd__sq_row(c, op, st)) > 0) {
+        op->count = sqlite3_column_int64(st, EVENTS_MIN_COL);
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+            continue; /* no event: the row of NULLs */
+        if (op->n_notifications == cap) {
+            cap = cap ? cap * 2 : 8;
+            op->notifications = hd_realloc(op->notifications, cap * sizeof(*op->notifications));
+        }
+        struct hd_notification *n = &op->notifications[op->n_notifications++];
+        memset(n, 0, sizeof(*n));
+        read_note(st, n);
+    }
 }
 
 static void op_notifications_purge(struct hd_store_conn *c, struct hd_store_op *op)

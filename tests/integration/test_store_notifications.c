@@ -415,3 +415,106 @@ HD_STORE_TEST(store_notifications, purge_removes_only_old_ones, .timeout = 30)
     hd_store_op_free(op);
     world_clear(&w);
 }
+
+/* events_after reports in count the smallest id still stored, whoever it
+ * belongs to, with or without events for the caller: what a resume compares
+ * its Last-Event-ID with to see that retention removed events. */
+HD_STORE_TEST(store_notifications, events_after_reports_smallest_stored_id, .timeout = 30)
+{
+    struct world w;
+    world_init(f, &w);
+    struct hd_store_op *op = events_after(f, &w.u1, 0, 100);
+    cr_assert_eq(op->n_notifications, 0);
+    cr_assert_eq(op->count, 0, "[%s] empty table: smallest id %lld, want 0", f->name,
+                 (long long)op->count);
+    hd_store_op_free(op);
+
+    /* the oldest belongs to another organization, then old ones of u1 */
+    struct hd_store_op *ins =
+        HD_STORE_EXPECT(f, hd_test_op_notification(w.v1.org_id, w.v1.id, "B, oldest"), HD_STORE_OK);
+    int64_t oldest = ins->notification.id, oldest_created = ins->notification.created_at;
+    hd_store_op_free(ins);
+    int64_t a1 = hd_test_store_notify(f, w.u1.org_id, w.u1.id, "u1 old");
+    int64_t a2 = hd_test_store_notify(f, w.u1.org_id, NULL, "A old");
+    hd_test_sleep_ms(20);
+    int64_t a3 = hd_test_store_notify(f, w.u1.org_id, w.u1.id, "u1 new");
+    int64_t a4 = hd_test_store_notify(f, w.u1.org_id, NULL, "A new");
+
+    op = events_after(f, &w.u1, 0, 100);
+    int64_t all[] = {a1, a2, a3, a4};
+    expect_ids(f, op, all, 4, "u1's events with the smallest id");
+    cr_assert_eq(op->count, oldest, "[%s] smallest id %lld, want %lld (another org's)", f->name,
+                 (long long)op->count, (long long)oldest);
+    hd_store_op_free(op);
+    /* no event after the cursor: still reported */
+    op = events_after(f, &w.u1, a4, 100);
+    cr_assert_eq(op->n_notifications, 0);
+    cr_assert_eq(op->count, oldest, "[%s] no events: smallest id %lld, want %lld", f->name,
+                 (long long)op->count, (long long)oldest);
+    hd_store_op_free(op);
+    /* a user who sees none of them */
+    op = events_after(f, &w.u2, a4, 100);
+    cr_assert_eq(op->count, oldest);
+    hd_store_op_free(op);
+    /* the limit does not hide it */
+    op = events_after(f, &w.u1, a1, 1);
+    int64_t one[] = {a2};
+    expect_ids(f, op, one, 1, "limit 1");
+    cr_assert_eq(op->count, oldest);
+    hd_store_op_free(op);
+
+    /* retention removes the oldest ones: the smallest id moves up */
+    struct hd_store_op *purge = hd_store_op_new(HD_OP_NOTIFICATIONS_PURGE);
+    int64_t a2_created =
+        hd_test_store_sql_int(f, "SELECT max(created_at) FROM notifications WHERE title = 'A old'");
+    cr_assert_geq(a2_created, oldest_created);
+    purge->before = a2_created + 1;
+    HD_STORE_EXPECT(f, purge, HD_STORE_OK);
+    cr_assert_eq(purge->count, 3, "[%s] purged %lld", f->name, (long long)purge->count);
+    hd_store_op_free(purge);
+    op = events_after(f, &w.u1, a1 - 1, 100);
+    int64_t left[] = {a3, a4};
+    expect_ids(f, op, left, 2, "after the purge");
+    cr_assert_eq(op->count, a3, "[%s] smallest id after purge %lld, want %lld", f->name,
+                 (long long)op->count, (long long)a3);
+    hd_store_op_free(op);
+    world_clear(&w);
+}
+
+/* events_after pages go up to HD_EVENTS_AFTER_MAX (a replay of
+ * sse.replay_max + 1), while a list page stays capped at 500. */
+HD_STORE_TEST(store_notifications, events_after_limit_above_500, .timeout = 120)
+{
+    struct world w;
+    world_init(f, &w);
+    enum { N = 520 };
+    int64_t first = 0, last = 0;
+    for (int i = 0; i < N; i++) {
+        last = hd_test_store_notify(f, w.u1.org_id, i % 2 ? NULL : w.u1.id, "many");
+        if (i == 0)
+            first = last;
+    }
+    struct hd_store_op *op = events_after(f, &w.u1, 0, 510);
+    cr_assert_eq(op->n_notifications, 510, "[%s] limit 510 gave %zu events", f->name,
+                 op->n_notifications);
+    cr_assert_eq(op->notifications[0].id, first);
+    for (size_t i = 1; i < op->n_notifications; i++)
+        cr_assert_gt(op->notifications[i].id, op->notifications[i - 1].id);
+    hd_store_op_free(op);
+    op = events_after(f, &w.u1, 0, HD_EVENTS_AFTER_MAX);
+    cr_assert_eq(op->n_notifications, N, "[%s] limit max gave %zu events", f->name,
+                 op->n_notifications);
+    cr_assert_eq(op->notifications[N - 1].id, last);
+    cr_assert_eq(op->count, first);
+    hd_store_op_free(op);
+    op = events_after(f, &w.u1, 0, HD_EVENTS_AFTER_MAX + 1000); /* clamped, not refused */
+    cr_assert_eq(op->n_notifications, N);
+    hd_store_op_free(op);
+
+    /* the other lists keep their cap */
+    op = list(f, &w.u1, 0, 510, false);
+    cr_assert_eq(op->n_notifications, 500, "[%s] list limit 510 gave %zu", f->name,
+                 op->n_notifications);
+    hd_store_op_free(op);
+    world_clear(&w);
+}
