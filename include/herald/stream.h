@@ -107,8 +107,9 @@ void *hd_stream_ctx(const struct hd_stream *s);
 /**
  * Queues @f (takes one reference of the caller's). Written at the end of
  * the current batch. Returns false when the backlog overflowed and was
- * replaced by the overflow frame (@f included). After hd_stream_end: drops
- * @f and returns true.
+ * replaced by the overflow frame (@f included). While that overflow frame
+ * is still queued last, further frames are dropped (true: nothing new to
+ * report). After hd_stream_end: drops @f and returns true.
  */
 bool hd_stream_push(struct hd_stream *s, struct hd_frame *f);
 

@@ -324,6 +324,10 @@ bool hd_stream_push(struct hd_stream *s, struct hd_frame *f)
         return true;
     }
     bool ok = true;
+    if (s->n > 0 && s->q[s->n - 1] == s->cfg.overflow) {
+        hd_frame_unref(f); /* still behind: the reset already queued covers it */
+        return true;
+    }
     if (s->n > 0 && s->queued + f->len > s->cfg.buffer_bytes && s->cfg.overflow) {
         /* too far behind: the backlog (and @f) become one overflow frame */
         drop_queue(s, true);
