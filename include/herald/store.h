@@ -139,7 +139,8 @@ enum hd_store_op_kind {
                                           HD_EVENTS_AFTER_MAX) out: notifications (id
                                           ascending, own + organization-wide), count = the
                                           smallest notification id still stored, any user's
-                                          (0: none), read in the same snapshot */
+                                          (0: none), newest_id = the largest (0: none), read
+                                          in the same snapshot */
     HD_OP_NOTIFICATIONS_PURGE,         /* in: before (created_at cut-off) out: count */
     HD_OP_PING,                        /* checks the connection */
     HD_OP__COUNT
@@ -183,6 +184,7 @@ struct hd_store_op {
     enum hd_store_status status;
     const char *conflict_field; /* static string, with HD_STORE_CONFLICT */
     int64_t count;
+    int64_t newest_id; /* EVENTS_AFTER */
     struct hd_session *sessions;
     size_t n_sessions;
     struct hd_api_key *api_keys;

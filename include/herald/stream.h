@@ -12,9 +12,10 @@
  * Writing. Pushed frames are queued (references, not copies) and written at
  * the end of the I/O thread's current batch of messages, all of a stream's
  * queued frames with one writev(2): a burst of events costs one syscall per
- * stream, not one per event. A stream whose queued bytes would exceed its
- * buffer_bytes has its whole backlog replaced by the overflow frame (SSE:
- * "event: reset"). A socket that stays unwritable write_timeout_s is closed.
+ * stream, not one per event. A stream whose socket refuses bytes and whose
+ * queue would exceed buffer_bytes has its backlog replaced by the overflow
+ * frame (SSE: "event: reset"). A socket that stays unwritable
+ * write_timeout_s is closed.
  *
  * Memory. An idle stream holds its connection, the stream struct and no
  * buffer: the queue is inline for up to four frames. */
@@ -77,6 +78,8 @@ struct hd_stream_config {
     /** Once a second, on the I/O thread (it may call hd_stream_end on @s).
      * NULL: none. */
     void (*on_tick)(struct hd_stream *s, void *ctx);
+    /** The backlog was replaced by the overflow frame (count it). NULL: none. */
+    void (*on_overflow)(struct hd_stream *s, void *ctx);
     /** The connection closed. The stream and its ref are dead after this
      * returns; free @ctx here. */
     void (*on_close)(struct hd_stream *s, void *ctx, enum hd_stream_close why);
@@ -106,10 +109,15 @@ void *hd_stream_ctx(const struct hd_stream *s);
 
 /**
  * Queues @f (takes one reference of the caller's). Written at the end of
- * the current batch. Returns false when the backlog overflowed and was
- * replaced by the overflow frame (@f included). While that overflow frame
- * is still queued last, further frames are dropped (true: nothing new to
- * report). After hd_stream_end: drops @f and returns true.
+ * the current batch, with everything else queued. A stream is "behind" only
+ * when its socket refused bytes: then a frame that would take the queue
+ * past buffer_bytes (or the end of a batch that left more than that
+ * unwritten) replaces the backlog with the overflow frame, and on_overflow
+ * runs; while that frame is still queued last, new frames are dropped.
+ * The head frame, often partly written, is never dropped: a stream holds at
+ * most one frame plus buffer_bytes.
+ * Returns false when this push caused an overflow. After hd_stream_end:
+ * drops @f and returns true.
  */
 bool hd_stream_push(struct hd_stream *s, struct hd_frame *f);
 

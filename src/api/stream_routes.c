@@ -102,8 +102,7 @@ static void send_event(struct hd_stream *s, struct sse_client *c, struct hd_fram
         return;
     }
     c->last_id = f->id;
-    if (!hd_stream_push(s, f))
-        hd_broadcaster_count(c->api->broadcaster, HD_SSE_RESETS_OVERFLOW, 1);
+    hd_stream_push(s, f); /* an overflow is counted by on_overflow */
 }
 
 static void hold(struct sse_client *c, struct hd_frame *f)
@@ -184,6 +183,12 @@ static void on_tick(struct hd_stream *s, void *ctx)
         end_for_session(s, c);
 }
 
+static void on_overflow(struct hd_stream *s, void *ctx)
+{
+    struct sse_client *c = ctx;
+    hd_broadcaster_count(c->api->broadcaster, HD_SSE_RESETS_OVERFLOW, 1);
+}
+
 static void on_close(struct hd_stream *s, void *ctx, enum hd_stream_close why)
 {
     struct sse_client *c = ctx;
@@ -209,7 +214,11 @@ static void replay_answered(struct hd_stream *s, struct sse_client *c, struct hd
     }
     int64_t oldest = op->count; /* the smallest id still stored (0: none) */
     bool too_old = oldest > 0 && c->last_id + 1 < oldest;
-    if (too_old || op->n_notifications > (size_t)c->api->cfg->sse.replay_max) {
+    /* an id the store never issued (a restored or replaced database): the
+     * client's history is not ours, and dedupe would drop what comes next */
+    bool unknown = c->last_id > op->newest_id;
+    if (too_old || unknown || op->n_notifications > (size_t)c->api->cfg->sse.replay_max) {
+        c->last_id = 0;
         hd_stream_push(s, shared(c->api->sse_reset));
         hd_broadcaster_count(b, HD_SSE_RESETS_REPLAY, 1);
     } else {
@@ -294,6 +303,7 @@ static void start_stream(struct hd_exchange *x)
         .ping = api->sse_ping,
         .overflow = api->sse_reset,
         .on_tick = on_tick,
+        .on_overflow = on_overflow,
         .on_close = on_close,
         .ctx = c,
     };
@@ -412,7 +422,10 @@ static void handle_stream(struct hd_exchange *x)
         char *token = hd_malloc(TOKEN_QUERY_MAX);
         int n = hd_req_query_param(x, "token", token, TOKEN_QUERY_MAX);
         bool ok = n > 0 && hd_api_authenticate_token(x, token, (size_t)n, &who);
-        if (n <= 0) {
+        if (n == -ENOSPC || n == -EINVAL || n == 0) {
+            hd_respond_header(x, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+            hd_respond_error(x, 401, "invalid_token", "the access token is not valid", NULL);
+        } else if (n < 0) {
             hd_respond_header(x, "WWW-Authenticate", "Bearer");
             hd_respond_error(x, 401, "missing_token",
                              "send Authorization: Bearer <access token>, or ?token=", NULL);

@@ -134,6 +134,15 @@ static void mark_dirty(struct hd_stream *s)
     io->dirty = s;
 }
 
+static void overflow(struct hd_stream *s);
+
+/* Queued bytes behind the head frame: the head (often partly written) must
+ * go out whole, so a stream holds at most one frame plus buffer_bytes. */
+static size_t behind(const struct hd_stream *s)
+{
+    return s->n > 0 ? s->queued - (s->q[0]->len - s->head_off) : 0;
+}
+
 /* ---- writing --------------------------------------------------------------- */
 
 bool hd__stream_flush(struct hd_conn *c)
@@ -187,6 +196,8 @@ bool hd__stream_flush(struct hd_conn *c)
     if (c->out.len == 0 && c->out.cap)
         hd_buf_free(&c->out); /* an idle stream holds no buffer */
     if (c->out.len || s->n) {
+        if (behind(s) > s->cfg.buffer_bytes)
+            overflow(s); /* a batch larger than the buffer did not go out */
         if (!c->writing) {
             event_add(&c->wr, NULL);
             c->writing = true;
@@ -284,8 +295,8 @@ struct hd_stream *hd_stream_start(struct hd_exchange *x, const char *content_typ
         static const struct timeval second = {1, 0};
         event_add(io->stream_tick, &second);
     }
-    mark_dirty(s); /* the headers go out with this batch */
-    if (!c->in_process) { /* else the parse loop recycles it */
+    mark_dirty(s);               /* the headers go out with this batch */
+    if (!c->in_process) {        /* else the parse loop recycles it */
         hd__exchange_put(io, x); /* its header arena is not held for the stream's life */
         c->x = NULL;
         c->served_one = true;
@@ -317,28 +328,38 @@ size_t hd_stream_queued_bytes(const struct hd_stream *s)
     return s->queued;
 }
 
+/* The client is too far behind: its backlog (all but a partly written
+ * frame, which must finish or the byte stream breaks) becomes one overflow
+ * frame. Nothing new while that frame is still queued last. */
+static void overflow(struct hd_stream *s)
+{
+    if (!s->cfg.overflow || (s->n > 0 && s->q[s->n - 1] == s->cfg.overflow))
+        return;
+    drop_queue(s, true);
+    hd_frame_ref(s->cfg.overflow, 1);
+    append(s, s->cfg.overflow);
+    if (s->cfg.on_overflow)
+        s->cfg.on_overflow(s, s->cfg.ctx);
+}
+
 bool hd_stream_push(struct hd_stream *s, struct hd_frame *f)
 {
     if (s->ending) {
         hd_frame_unref(f);
         return true;
     }
-    bool ok = true;
-    if (s->n > 0 && s->q[s->n - 1] == s->cfg.overflow) {
-        hd_frame_unref(f); /* still behind: the reset already queued covers it */
-        return true;
-    }
-    if (s->n > 0 && s->queued + f->len > s->cfg.buffer_bytes && s->cfg.overflow) {
-        /* too far behind: the backlog (and @f) become one overflow frame */
-        drop_queue(s, true);
+    /* Only a socket that refused bytes makes a stream "behind": frames queued
+     * within one batch are written together at its end, however many. */
+    if (s->conn->writing && s->n > 0 &&
+        (s->q[s->n - 1] == s->cfg.overflow || behind(s) + f->len > s->cfg.buffer_bytes)) {
         hd_frame_unref(f);
-        f = s->cfg.overflow;
-        hd_frame_ref(f, 1);
-        ok = false;
+        bool fresh = s->q[s->n - 1] != s->cfg.overflow;
+        overflow(s);
+        return !fresh;
     }
     append(s, f);
     mark_dirty(s);
-    return ok;
+    return true;
 }
 
 void hd_stream_end(struct hd_stream *s, struct hd_frame *last)

@@ -135,7 +135,8 @@ static const struct hd_pg_stmt NOTES_LIST =
  * min(id) walks the primary key: O(log n). */
 static const struct hd_pg_stmt EVENTS_AFTER =
     STMT(23, "events_after",
-         "SELECT u.*, m.min_id FROM (SELECT COALESCE(min(id), 0) AS min_id FROM notifications) m "
+         "SELECT u.*, m.min_id, m.max_id FROM (SELECT COALESCE(min(id), 0) AS min_id, "
+         "COALESCE(max(id), 0) AS max_id FROM notifications) m "
          "LEFT JOIN (" NOTE_ARM(NOTE_OWN, "n.id > $3", "ASC", "$4") " UNION ALL " NOTE_ARM(
              NOTE_ORG, "n.id > $3", "ASC", "$4") ") u ON true ORDER BY u.id ASC LIMIT $4");
 #define EVENTS_MIN_COL 9 /* after NOTE_COLS */
@@ -680,6 +681,7 @@ static void read_events(const PGresult *r, struct hd_store_op *op)
 {
     int rows = PQntuples(r);
     op->count = rows > 0 ? get_i64(r, 0, EVENTS_MIN_COL) : 0;
+    op->newest_id = rows > 0 ? get_i64(r, 0, EVENTS_MIN_COL + 1) : 0;
     op->notifications = rows ? hd_calloc((size_t)rows, sizeof(*op->notifications)) : NULL;
     size_t n = 0;
     for (int i = 0; i < rows; i++) {

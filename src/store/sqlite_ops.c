@@ -109,9 +109,11 @@ const char *const hd__sq_sql[SQ__COUNT] = {
      * none), read in the same statement, so a resume can tell that retention
      * removed what it missed; no event: one row of NULLs carrying it.
      * min(id) of the INTEGER PRIMARY KEY is O(log n) */
-    [SQ_EVENTS_AFTER] = "SELECT e.*, m.min_id FROM (SELECT coalesce(min(id), 0) AS min_id "
-                        "FROM notifications) m LEFT JOIN " NOTE_AFTER_BOTH " e ON 1 "
-                        "ORDER BY e.id LIMIT ?4",
+    [SQ_EVENTS_AFTER] =
+        "SELECT e.*, m.min_id, m.max_id FROM (SELECT coalesce(min(id), 0) AS "
+        "min_id, coalesce(max(id), 0) AS max_id FROM notifications) m LEFT JOIN " NOTE_AFTER_BOTH
+        " e ON 1 "
+        "ORDER BY e.id LIMIT ?4",
     [SQ_NOTES_PURGE] = "DELETE FROM notifications WHERE created_at < ?1",
     [SQ_PING] = "SELECT 1",
 };
@@ -669,6 +671,7 @@ static void op_events_after(struct hd_store_conn *c, struct hd_store_op *op)
     int r;
     while ((r = hd__sq_row(c, op, st)) > 0) {
         op->count = sqlite3_column_int64(st, EVENTS_MIN_COL);
+        op->newest_id = sqlite3_column_int64(st, EVENTS_MIN_COL + 1);
         if (sqlite3_column_type(st, 0) == SQLITE_NULL)
             continue; /* no event: the row of NULLs */
         if (op->n_notifications == cap) {
