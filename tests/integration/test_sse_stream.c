@@ -1222,6 +1222,41 @@ Test(sse_stream, stream_connections_are_rate_limited_per_user, .timeout = 60)
     expect_clean_exit(&s);
 }
 
+Test(sse_stream, stream_connections_are_rate_limited_per_client_ip, .timeout = 60)
+{
+    struct hd_test_server s;
+    /* "1/min burst 1": two at once per IP, whoever the user; the proxy on
+     * 127.0.0.1 is trusted, so X-Forwarded-For names the client */
+    hd_test_server_start(&s, "{\"server\":{\"trusted_proxies\":[\"127.0.0.1/32\"]},"
+                             "\"ratelimit\":{\"enabled\":true,"
+                             "\"stream_connect_ip\":\"1/min burst 1\"}}");
+    int p = s.port;
+    struct hd_test_auth_tokens a, b;
+    expect_admin(p, "sse-ip-a", &a);
+    expect_admin(p, "sse-ip-b", &b);
+    static const char *const from_x[] = {"X-Forwarded-For: 198.51.100.7", NULL};
+    static const char *const from_y[] = {"X-Forwarded-For: 198.51.100.8", NULL};
+    struct hd_sse_client c[3], refused;
+    struct hd_sse_opts oa = {.bearer = a.access, .headers = from_x};
+    struct hd_sse_opts ob = {.bearer = b.access, .headers = from_x};
+    cr_assert_eq(hd_sse_open(&c[0], p, &oa), 0);
+    cr_assert_eq(hd_sse_status(&c[0]), 200, "first from 198.51.100.7");
+    cr_assert_eq(hd_sse_open(&c[1], p, &ob), 0);
+    cr_assert_eq(hd_sse_status(&c[1]), 200, "second from 198.51.100.7 (another user)");
+    /* a third user-independent connection from that IP is refused */
+    cr_assert_eq(hd_sse_open(&refused, p, &oa), 0);
+    hd_test_rl_assert_limited(&refused.head, "stream_connect_ip", 60, "a 3rd from one IP");
+    hd_sse_close(&refused);
+    /* another client IP has its own budget, for the same user */
+    struct hd_sse_opts oy = {.bearer = a.access, .headers = from_y};
+    cr_assert_eq(hd_sse_open(&c[2], p, &oy), 0);
+    cr_assert_eq(hd_sse_status(&c[2]), 200, "from 198.51.100.8");
+    expect_metric(p, "herald_sse_streams", 3);
+    for (int i = 0; i < 3; i++)
+        hd_sse_close(&c[i]);
+    expect_clean_exit(&s);
+}
+
 Test(sse_stream, metrics_count_streams_ends_replays_and_resets, .timeout = 90)
 {
     struct hd_test_server s;
