@@ -28,7 +28,7 @@
 #define KEY_LEN       (1 + HD_ID_LEN + 2 + 1) /* kind, id, I/O thread (2 hex), NUL */
 #define MAX_IO        256
 #define PURGE_EVERY_S 3600
-#define PURGE_FIRST_S 60
+#define PURGE_FIRST_S 5
 #define N_BUCKETS     12
 
 static const double FANOUT_BUCKETS[N_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,

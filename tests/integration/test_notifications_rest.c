@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 
 #include "auth_client.h"
 #include "harness.h"
@@ -830,5 +831,56 @@ Test(notifications_rest, publish_rate_limit_answers_429, .timeout = 120)
     json_t *page = list(s.port, a.access, NULL);
     cr_assert_eq(json_array_size(json_object_get(page, "notifications")), 5);
     json_decref(page);
+    finish(&s);
+}
+
+/* ---- retention ------------------------------------------------------------------ */
+
+/* Moves notification @id's created_at @days into the past, straight in the
+ * server's SQLite file (the test cannot wait days). */
+static void expect_backdated(const struct hd_test_server *s, const char *db, long long id, int days)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/%s", s->dir, db);
+    sqlite3 *h = NULL;
+    int rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE, NULL);
+    cr_assert_eq(rc, SQLITE_OK, "open %s: %s", path, h ? sqlite3_errmsg(h) : "no memory");
+    sqlite3_busy_timeout(h, 5000);
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "UPDATE notifications SET created_at = created_at - %lld WHERE id = %lld",
+             (long long)days * 86400 * 1000, id);
+    char *err = NULL;
+    rc = sqlite3_exec(h, sql, NULL, NULL, &err);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, err ? err : "?");
+    cr_assert_eq(sqlite3_changes(h), 1, "%s changed nothing", sql);
+    sqlite3_close(h);
+}
+
+Test(notifications_rest, the_retention_job_deletes_only_old_notifications, .timeout = 120)
+{
+    struct hd_test_server s;
+    hd_test_server_start(&s, "{\"store\":{\"sqlite_path\":\"var/retention.db\"},"
+                             "\"notifications\":{\"retention_days\":1}}");
+    struct hd_test_auth_tokens a;
+    new_admin(s.port, "retention", &a);
+    long long old_id = publish_ok(s.port, a.access, false, a.user_id, "old");
+    long long new_id = publish_ok(s.port, a.access, false, a.user_id, "new");
+    expect_backdated(&s, "var/retention.db", old_id, 2);
+    /* the job runs a few seconds after start, then hourly */
+    uint64_t until = hd_test_now_ms() + 30000;
+    long long ids[8];
+    size_t n = 0;
+    for (;;) {
+        json_t *page = list(s.port, a.access, NULL);
+        n = ids_of(page, ids, 8);
+        json_decref(page);
+        if (n == 1 || hd_test_now_ms() > until)
+            break;
+        hd_test_sleep_ms(200);
+    }
+    cr_assert_eq(n, 1, "%zu notifications left, want only the new one", n);
+    cr_assert_eq(ids[0], new_id, "left id %lld, want %lld (old %lld)", ids[0], new_id, old_id);
+    cr_assert(hd_test_log_contains(&s, "old notifications deleted"), "the purge is not logged");
     finish(&s);
 }
