@@ -28,6 +28,7 @@
 #include "harness.h"
 #include "http_assert.h"
 #include "http_client.h"
+#include "outage.h"
 #include "ratelimit_client.h"
 
 /* login_ip: T = 5 s, 3 at once */
@@ -45,7 +46,6 @@
 #define WRONG_PASSWORD "not the password at all"
 
 static int g_lock_fd = -1;
-static bool g_redis_stopped; /* redis-stop ran and redis-start has not succeeded since */
 
 /* HERALD_TEST_REDIS_URL, or a failure naming how to get one. */
 static const char *redis_url(void)
@@ -72,15 +72,9 @@ static void lock_init(void)
     cr_assert_eq(flock(g_lock_fd, LOCK_EX), 0, "flock %s: %s", path, strerror(errno));
 }
 
-static void redis_start_again(void)
-{
-    if (g_redis_stopped && hd_test_rl_services("redis-start") == 0)
-        g_redis_stopped = false;
-}
-
 static void lock_fini(void)
 {
-    redis_start_again();
+    hd_test_outage_fini();
     if (g_lock_fd >= 0)
         close(g_lock_fd); /* releases the lock */
     g_lock_fd = -1;
@@ -239,32 +233,6 @@ Test(ratelimit_redis_http, two_nodes_share_one_budget, .init = lock_init, .fini 
 
 /* ---- (b) Redis goes away and comes back ------------------------------------------------- */
 
-struct watchdog {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-};
-
-/* Starts Redis again after WATCHDOG_S unless the test got there first. */
-static void *watchdog_main(void *arg)
-{
-    struct watchdog *w = arg;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += WATCHDOG_S;
-    pthread_mutex_lock(&w->mu);
-    int rc = 0;
-    while (!w->done && rc == 0)
-        rc = pthread_cond_timedwait(&w->cv, &w->mu, &until);
-    bool fire = !w->done;
-    pthread_mutex_unlock(&w->mu);
-    if (fire) {
-        fprintf(stderr, "ratelimit redis outage: watchdog starts Redis again\n");
-        hd_test_rl_services("redis-start");
-    }
-    return NULL;
-}
-
 #define FALLBACK_TRIES (BURST + 2)
 
 /* What the outage window saw; asserted once Redis runs again. */
@@ -315,13 +283,10 @@ static double metric_quiet(int port, const char *series, double want, int timeou
 static void outage(const struct hd_test_server *a, const struct hd_test_server *b,
                    struct observed *o)
 {
-    struct watchdog w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    pthread_t th;
-    bool have_watchdog = pthread_create(&th, NULL, watchdog_main, &w) == 0;
     o->fallback0 = metric_quiet(a->port, FALLBACK_LOCAL, -3, 0);
-
-    o->stop_rc = hd_test_rl_services("redis-stop");
-    g_redis_stopped = true;
+    struct hd_test_outage w;
+    hd_test_outage_begin(&w, "redis-stop", "redis-start", WATCHDOG_S);
+    o->stop_rc = w.stop_rc;
     char ip[32];
     hd_test_rl_random_ip(ip, sizeof(ip));
     /* each node decides alone now: B + 1 each for the same client */
@@ -334,16 +299,8 @@ static void outage(const struct hd_test_server *a, const struct hd_test_server *
     o->fallback1 = metric_quiet(a->port, FALLBACK_LOCAL, -3, 0);
     read_readyz(a->port, o);
 
-    o->start_rc = hd_test_rl_services("redis-start");
-    if (o->start_rc == 0)
-        g_redis_stopped = false;
-    if (have_watchdog) {
-        pthread_mutex_lock(&w.mu);
-        w.done = true;
-        pthread_cond_signal(&w.cv);
-        pthread_mutex_unlock(&w.mu);
-        pthread_join(th, NULL);
-    }
+    hd_test_outage_end(&w);
+    o->start_rc = w.start_rc;
 }
 
 /* Asserts the fallback answered @status like a local limiter: B + 1 allowed, then 429. */

@@ -23,60 +23,11 @@
 #include "herald/core.h"
 #include "herald/store.h"
 #include "store/backend.h"
+#include "outage.h"
 #include "store_fixture.h"
 
 #define UNAVAILABLE_WITHIN_MS 10000
 #define WATCHDOG_S            30
-
-static char g_services[1024];
-static bool g_stopped; /* pg-stop ran and pg-start has not succeeded since */
-
-/* Runs `scripts/services @what`; returns its exit code (-1 if it did not run). */
-static int services(const char *what)
-{
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' %s", g_services, what);
-    int rc = system(cmd);
-    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static void pg_start(void)
-{
-    if (g_stopped && services("pg-start") == 0)
-        g_stopped = false;
-}
-
-struct watchdog {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-};
-
-/* Starts Postgres again after WATCHDOG_S unless the test got there first. */
-static void *watchdog_main(void *arg)
-{
-    struct watchdog *w = arg;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += WATCHDOG_S;
-    pthread_mutex_lock(&w->mu);
-    int rc = 0;
-    while (!w->done && rc == 0)
-        rc = pthread_cond_timedwait(&w->cv, &w->mu, &until);
-    bool fire = !w->done;
-    pthread_mutex_unlock(&w->mu);
-    if (fire) {
-        fprintf(stderr, "store outage: watchdog starts Postgres again\n");
-        services("pg-start");
-    }
-    return NULL;
-}
-
-static void outage_fini(void)
-{
-    pg_start();
-    hd_test_store_fini();
-}
 
 struct observed {
     int stop_rc, start_rc;
@@ -90,12 +41,8 @@ struct observed {
 /* The outage window: no asserts in here, so Postgres always comes back. */
 static void outage(struct hd_store_fixture *f, struct observed *o)
 {
-    struct watchdog w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    pthread_t th;
-    bool have_watchdog = pthread_create(&th, NULL, watchdog_main, &w) == 0;
-
-    o->stop_rc = services("pg-stop fast");
-    g_stopped = true;
+    struct hd_test_outage w;
+    hd_test_outage_begin(&w, "pg-stop fast", "pg-start", WATCHDOG_S);
     uint64_t t0 = hd_test_now_ms();
     struct hd_store_op *op = hd_store_op_new(HD_OP_PING);
     o->ping = hd_test_store_exec(f, op);
@@ -113,16 +60,15 @@ static void outage(struct hd_store_fixture *f, struct observed *o)
     if (c)
         f->b->close(c);
 
-    o->start_rc = services("pg-start");
-    if (o->start_rc == 0)
-        g_stopped = false;
-    if (have_watchdog) {
-        pthread_mutex_lock(&w.mu);
-        w.done = true;
-        pthread_cond_signal(&w.cv);
-        pthread_mutex_unlock(&w.mu);
-        pthread_join(th, NULL);
-    }
+    hd_test_outage_end(&w);
+    o->stop_rc = w.stop_rc;
+    o->start_rc = w.start_rc;
+}
+
+static void outage_fini(void)
+{
+    hd_test_outage_fini();
+    hd_test_store_fini();
 }
 
 Test(store_outage, postgres_stop_gives_unavailable_and_a_new_connection_recovers,
@@ -132,7 +78,6 @@ Test(store_outage, postgres_stop_gives_unavailable_and_a_new_connection_recovers
     cr_assert(s && *s,
               "HERALD_SERVICES is not set: run the store tests through scripts/test (it starts "
               "Postgres with scripts/services and exports its env file)");
-    snprintf(g_services, sizeof g_services, "%s", s);
     struct hd_store_fixture *f = hd_test_store_open(HD_TEST_POSTGRES);
     struct hd_user u;
     hd_test_store_register(f, "outage@example.com", NULL, &u);

@@ -236,20 +236,3 @@ void hd_test_rl_random_ip(char *out, size_t cap)
     /* 10.a.b.c with c in 1..254: never a network or broadcast address */
     snprintf(out, cap, "10.%u.%u.%u", (v >> 16) & 0xff, (v >> 8) & 0xff, 1 + (v & 0xff) % 254);
 }
-
-int hd_test_rl_services(const char *what)
-{
-    char script[1024];
-    const char *s = getenv("HERALD_SERVICES");
-    const char *root = getenv("HERALD_SOURCE_DIR");
-    if (s && *s)
-        snprintf(script, sizeof(script), "%s", s);
-    else if (root && *root)
-        snprintf(script, sizeof(script), "%s/scripts/services", root);
-    else
-        return -1;
-    char cmd[1200];
-    snprintf(cmd, sizeof(cmd), "'%s' %s", script, what);
-    int rc = system(cmd);
-    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}

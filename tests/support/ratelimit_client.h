@@ -88,12 +88,4 @@ double hd_test_rl_metric_wait(int port, const char *series, double want, int tim
 /** A random address in 10.0.0.0/8 (fresh per call), as text. Any thread. */
 void hd_test_rl_random_ip(char *out, size_t cap);
 
-/**
- * Runs `scripts/services @what` ($HERALD_SERVICES, else
- * $HERALD_SOURCE_DIR/scripts/services) with the test's environment (its
- * HERALD_SERVICES_STATE picks the running set). Returns the exit code, or -1
- * when it could not run or no script is known. Any thread.
- */
-int hd_test_rl_services(const char *what);
-
 #endif

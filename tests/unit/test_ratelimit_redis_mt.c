@@ -39,6 +39,7 @@
 #include "herald/health.h"
 #include "herald/metrics.h"
 #include "herald/ratelimit.h"
+#include "outage.h"
 
 #define UP_WITHIN_MS      5000
 #define DOWN_WITHIN_MS    5000
@@ -482,58 +483,11 @@ Test(ratelimit_redis, noscript_falls_back_to_eval, .timeout = 60)
 
 /* ---- outage ---------------------------------------------------------------- */
 
-static char g_services[1024];
-static bool g_stopped;
-
-static int services(const char *what)
-{
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null", g_services, what);
-    int rc = system(cmd);
-    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static void find_services(void)
 {
-    const char *s = getenv("HERALD_SERVICES");
-    const char *src = getenv("HERALD_SOURCE_DIR");
-    if (s && *s)
-        snprintf(g_services, sizeof g_services, "%s", s);
-    else if (src && *src)
-        snprintf(g_services, sizeof g_services, "%s/scripts/services", src);
-    cr_assert(g_services[0], "neither HERALD_SERVICES nor HERALD_SOURCE_DIR is set: run the "
-                             "tests through ctest / scripts/test");
-}
-
-static void redis_start_fini(void)
-{
-    if (g_stopped && services("redis-start") == 0)
-        g_stopped = false;
-}
-
-struct watchdog {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-};
-
-static void *watchdog_main(void *arg)
-{
-    struct watchdog *w = arg;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += WATCHDOG_S;
-    pthread_mutex_lock(&w->mu);
-    int rc = 0;
-    while (!w->done && rc == 0)
-        rc = pthread_cond_timedwait(&w->cv, &w->mu, &until);
-    bool fire = !w->done;
-    pthread_mutex_unlock(&w->mu);
-    if (fire) {
-        fprintf(stderr, "ratelimit redis outage: watchdog starts Redis again\n");
-        services("redis-start");
-    }
-    return NULL;
+    const char *s = getenv("HERALD_SERVICES"), *src = getenv("HERALD_SOURCE_DIR");
+    cr_assert((s && *s) || (src && *src), "neither HERALD_SERVICES nor HERALD_SOURCE_DIR is "
+                                          "set: run the tests through ctest / scripts/test");
 }
 
 #define OUTAGE_CHECKS 6
@@ -587,16 +541,13 @@ struct observed {
 static void outage(struct hd_ratelimit *a, struct hd_ratelimit *b, const char *pol,
                    struct observed *o)
 {
-    struct watchdog w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    pthread_t th;
-    bool have_watchdog = pthread_create(&th, NULL, watchdog_main, &w) == 0;
-
+    struct hd_test_outage w;
     o->flood = (struct flood){.rl = b, .policy = pol};
     pthread_t fl;
     bool flooding = pthread_create(&fl, NULL, flood_main, &o->flood) == 0;
     usleep(50 * 1000);
-    o->stop_rc = services("redis-stop");
-    g_stopped = true;
+    hd_test_outage_begin(&w, "redis-stop", "redis-start", WATCHDOG_S);
+    o->stop_rc = w.stop_rc;
     uint64_t t0 = hd_now_ms();
     o->down = wait_up(a, false, DOWN_WITHIN_MS) && wait_up(b, false, DOWN_WITHIN_MS);
     o->down_ms = hd_now_ms() - t0;
@@ -615,17 +566,9 @@ static void outage(struct hd_ratelimit *a, struct hd_ratelimit *b, const char *p
     hd_buf_append(&h, "", 1);
     o->health = h.data;
 
-    o->start_rc = services("redis-start");
-    if (o->start_rc == 0)
-        g_stopped = false;
+    hd_test_outage_end(&w);
+    o->start_rc = w.start_rc;
     o->recovered = wait_up(a, true, RECOVER_WITHIN_MS) && wait_up(b, true, RECOVER_WITHIN_MS);
-    if (have_watchdog) {
-        pthread_mutex_lock(&w.mu);
-        w.done = true;
-        pthread_cond_signal(&w.cv);
-        pthread_mutex_unlock(&w.mu);
-        pthread_join(th, NULL);
-    }
 }
 
 static void expect_health(const char *body, bool ok, bool degraded)
@@ -728,17 +671,20 @@ static void outage_test(enum hd_rl_redis_down mode)
     hd_ratelimit_stop(b);
 }
 
-Test(ratelimit_redis, outage_local_fallback_then_recovery, .fini = redis_start_fini, .timeout = 120)
+Test(ratelimit_redis, outage_local_fallback_then_recovery, .fini = hd_test_outage_fini,
+     .timeout = 120)
 {
     outage_test(HD_RL_REDIS_DOWN_LOCAL);
 }
 
-Test(ratelimit_redis, outage_allow_fallback_then_recovery, .fini = redis_start_fini, .timeout = 120)
+Test(ratelimit_redis, outage_allow_fallback_then_recovery, .fini = hd_test_outage_fini,
+     .timeout = 120)
 {
     outage_test(HD_RL_REDIS_DOWN_ALLOW);
 }
 
-Test(ratelimit_redis, outage_deny_fallback_then_recovery, .fini = redis_start_fini, .timeout = 120)
+Test(ratelimit_redis, outage_deny_fallback_then_recovery, .fini = hd_test_outage_fini,
+     .timeout = 120)
 {
     outage_test(HD_RL_REDIS_DOWN_DENY);
 }
