@@ -27,10 +27,20 @@ void *hd_calloc(size_t count, size_t size);
 void *hd_realloc(void *p, size_t n);
 char *hd_strdup(const char *s);
 char *hd_strndup(const char *s, size_t n);
+/** hd_strdup, or NULL for NULL. */
+char *hd_strdup_or_null(const char *s);
 
 /** Monotonic clock in microseconds / milliseconds. */
 uint64_t hd_now_us(void);
 uint64_t hd_now_ms(void);
+
+/** Wall-clock (CLOCK_REALTIME) milliseconds since the epoch: timestamps that
+ * are stored or compared with stored ones (sessions, notifications). */
+int64_t hd_wall_ms(void);
+
+/** FNV-1a of a NUL-terminated string: the bucket hash of herald's RCU maps
+ * (keys there are ids chosen by herald, not by clients). */
+unsigned long hd_hash_str(const char *s);
 
 /** Fills @buf with @len bytes from the kernel CSPRNG. Returns 0 or -errno. */
 int hd_random_bytes(void *buf, size_t len);

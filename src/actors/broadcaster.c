@@ -128,30 +128,6 @@ struct hd_broadcaster {
     uint64_t fanout_count, fanout_sum_ns;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static unsigned long hash_str(const char *s)
-{
-    unsigned long h = 1469598103934665603UL; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211UL;
-    }
-    return h;
-}
-
 static void make_key(char out[KEY_LEN], int kind, const char *id, int io)
 {
     snprintf(out, KEY_LEN, "%c%.*s%02x", KIND[kind], HD_ID_LEN, id, io & 0xff);
@@ -168,7 +144,7 @@ static int match_key(struct cds_lfht_node *node, const void *key)
 static struct reg_key *find_key(struct cds_lfht *ht, const char *key)
 {
     struct cds_lfht_iter it;
-    cds_lfht_lookup(ht, hash_str(key), match_key, key, &it);
+    cds_lfht_lookup(ht, hd_hash_str(key), match_key, key, &it);
     struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
     struct reg_key *k = node ? caa_container_of(node, struct reg_key, node) : NULL;
     if (k)
@@ -197,7 +173,7 @@ static struct reg_entry *add_entry(struct hd_broadcaster *b, const char *key,
         CDS_INIT_LIST_HEAD(&k->entries);
         cds_lfht_node_init(&k->node);
         HD_TSAN_RELEASE(k);
-        cds_lfht_add(b->keys, hash_str(key), &k->node);
+        cds_lfht_add(b->keys, hd_hash_str(key), &k->node);
     }
     struct reg_entry *e = hd_calloc(1, sizeof(*e));
     e->ref = ref;
@@ -232,14 +208,14 @@ static struct user_count *user_count(struct hd_broadcaster *b, const char *user_
 {
     rcu_read_lock();
     struct cds_lfht_iter it;
-    cds_lfht_lookup(b->users, hash_str(user_id), match_user, user_id, &it);
+    cds_lfht_lookup(b->users, hd_hash_str(user_id), match_user, user_id, &it);
     struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
     struct user_count *u = node ? caa_container_of(node, struct user_count, node) : NULL;
     if (!u && create) {
         u = hd_calloc(1, sizeof(*u));
         snprintf(u->user_id, sizeof(u->user_id), "%s", user_id);
         cds_lfht_node_init(&u->node);
-        cds_lfht_add(b->users, hash_str(user_id), &u->node);
+        cds_lfht_add(b->users, hd_hash_str(user_id), &u->node);
     }
     rcu_read_unlock();
     return u;
@@ -303,7 +279,7 @@ static void run_fanout(struct hd_io *io, struct hd_io_task *t)
         rcu_read_unlock();
         if (f->frame) {
             hd_broadcaster_count(b, HD_SSE_DELIVERED, delivered);
-            observe_fanout(b, now_ns() - f->posted_ns);
+            observe_fanout(b, hd_now_us() * 1000u - f->posted_ns);
         }
     }
     hd_frame_unref(f->frame);
@@ -314,7 +290,7 @@ static void run_fanout(struct hd_io *io, struct hd_io_task *t)
  * Takes one reference of @frame. Actor thread. */
 static void fan_out(struct hd_broadcaster *b, int kind, const char *id, struct hd_frame *frame)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = hd_now_us() * 1000u;
     /* Read here, not at attach: the I/O threads exist once the server has
      * started, and anything that reaches this actor came after that. */
     int n_io = b->server ? hd_server_io_count(b->server) : 0;
@@ -361,11 +337,6 @@ static void store_done(struct hd_store_op *op)
     hd_actor_post(((struct hd_broadcaster *)op->ctx)->actor, &op->_msg);
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? hd_strdup(s) : NULL;
-}
-
 static void submit_next(struct hd_broadcaster *b)
 {
     while (!b->in_flight && b->queue_head) {
@@ -383,11 +354,11 @@ static void submit_next(struct hd_broadcaster *b)
         struct hd_notification *n = &op->notification;
         memcpy(n->org_id, p->n.org_id, sizeof(n->org_id));
         memcpy(n->user_id, p->n.user_id, sizeof(n->user_id));
-        n->type = dup_or_null(p->n.type);
-        n->title = dup_or_null(p->n.title);
-        n->body = dup_or_null(p->n.body);
-        n->data = dup_or_null(p->n.data);
-        op->now = wall_ms();
+        n->type = hd_strdup_or_null(p->n.type);
+        n->title = hd_strdup_or_null(p->n.title);
+        n->body = hd_strdup_or_null(p->n.body);
+        n->data = hd_strdup_or_null(p->n.data);
+        op->now = hd_wall_ms();
         op->done = store_done;
         op->ctx = b;
         b->in_flight = p;
@@ -457,7 +428,7 @@ static void on_purge(evutil_socket_t fd, short what, void *arg)
     if (b->quiesced)
         return;
     struct hd_store_op *op = hd_store_op_new(HD_OP_NOTIFICATIONS_PURGE);
-    op->before = wall_ms() - (int64_t)b->cfg->notifications.retention_days * 86400 * 1000;
+    op->before = hd_wall_ms() - (int64_t)b->cfg->notifications.retention_days * 86400 * 1000;
     op->done = store_done;
     op->ctx = b;
     hd_store_submit(b->store, op);

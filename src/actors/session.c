@@ -106,13 +106,6 @@ struct hd_sessions {
     sem_t *quiesced; /* posted once stopping and in_store == 0 */
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void hd_token_hash_hex(const char *token, size_t len, char out[65])
 {
     unsigned char h[crypto_hash_sha256_BYTES];
@@ -308,7 +301,7 @@ static void evict(struct hd_sessions *s, struct sess_node *n)
 {
     struct hd_store_op *op = hd_store_op_new(HD_OP_SESSION_REVOKE);
     memcpy(op->id, n->info.id, sizeof(op->id));
-    op->now = wall_ms();
+    op->now = hd_wall_ms();
     end_node(s, n);
     submit(s, op, STEP_FORGET, NULL);
 }
@@ -327,7 +320,7 @@ static void handle_create(struct hd_sessions *s, struct hd_session_req *req)
         }
         evict(s, sess_user_oldest(s->map, req->user.id));
     }
-    int64_t now = wall_ms();
+    int64_t now = hd_wall_ms();
     struct hd_store_op *op = hd_store_op_new(HD_OP_SESSION_CREATE);
     memcpy(op->session.user_id, req->user.id, sizeof(op->session.user_id));
     memcpy(op->session.org_id, req->user.org_id, sizeof(op->session.org_id));
@@ -350,7 +343,7 @@ static void created(struct hd_sessions *s, struct hd_store_op *op, struct hd_ses
     if (superseded(s, req)) { /* the user's sessions ended while this one was written */
         struct hd_store_op *revoke = hd_store_op_new(HD_OP_SESSION_REVOKE);
         memcpy(revoke->id, op->session.id, sizeof(revoke->id));
-        revoke->now = wall_ms();
+        revoke->now = hd_wall_ms();
         submit(s, revoke, STEP_FORGET, NULL);
         sodium_memzero(req->refresh_token, sizeof(req->refresh_token));
         answer(req, HD_SESSION_INVALID);
@@ -388,7 +381,7 @@ static void answer_from_rotation(struct hd_sessions *s, struct rotation *r,
         return;
     }
     struct hd_session_info info;
-    if (!hd_session_lookup(s, r->session_id, wall_ms(), &info)) {
+    if (!hd_session_lookup(s, r->session_id, hd_wall_ms(), &info)) {
         answer(req, HD_SESSION_INVALID); /* logged out since */
         return;
     }
@@ -401,7 +394,7 @@ static void rotation_finish(struct hd_sessions *s, struct rotation *r,
                             enum hd_session_status status)
 {
     r->status = status;
-    r->done_at = wall_ms();
+    r->done_at = hd_wall_ms();
     for (int i = 0; i < r->n_waiters; i++)
         answer_from_rotation(s, r, r->waiters[i]);
     free(r->waiters);
@@ -439,7 +432,7 @@ static void handle_rotate(struct hd_sessions *s, struct hd_session_req *req)
             r->waiters[r->n_waiters++] = req;
             return;
         }
-        if (wall_ms() - r->done_at <= grace_ms || r->status != HD_SESSION_OK) {
+        if (hd_wall_ms() - r->done_at <= grace_ms || r->status != HD_SESSION_OK) {
             answer_from_rotation(s, r, req);
             return;
         }
@@ -462,7 +455,7 @@ static void revoke_for_reuse(struct hd_sessions *s, const char *sid, struct hd_s
     unpublish_id(s, sid);
     struct hd_store_op *op = hd_store_op_new(HD_OP_SESSION_REVOKE);
     memcpy(op->id, sid, sizeof(op->id));
-    op->now = wall_ms();
+    op->now = hd_wall_ms();
     submit(s, op, STEP_REUSE_REVOKE, req);
 }
 
@@ -484,7 +477,7 @@ static void refresh_found(struct hd_sessions *s, struct hd_store_op *op, struct 
     }
     memcpy(r->session_id, op->refresh.session_id, sizeof(r->session_id));
     struct hd_session_info info;
-    if (!hd_session_lookup(s, op->refresh.session_id, wall_ms(), &info)) {
+    if (!hd_session_lookup(s, op->refresh.session_id, hd_wall_ms(), &info)) {
         rotation_finish(s, r, HD_SESSION_INVALID);
         answer(req, HD_SESSION_INVALID);
         return;
@@ -510,7 +503,7 @@ static void rotate(struct hd_sessions *s, struct rotation *r, struct hd_session_
     memcpy(rot->id, r->session_id, sizeof(rot->id));
     memcpy(rot->token_hash, hash, sizeof(rot->token_hash));
     hd_token_hash_hex(r->successor, strlen(r->successor), rot->new_token_hash);
-    rot->now = wall_ms();
+    rot->now = hd_wall_ms();
     submit_step(s, rot, STEP_ROTATE, req, hash);
 }
 
@@ -593,7 +586,7 @@ static void rotated(struct hd_sessions *s, struct hd_store_op *op, struct step *
 static void handle_revoke(struct hd_sessions *s, struct hd_session_req *req)
 {
     struct hd_session_info info;
-    bool live = hd_session_lookup(s, req->session_id, wall_ms(), &info);
+    bool live = hd_session_lookup(s, req->session_id, hd_wall_ms(), &info);
     if (!live || (req->user_id[0] && strcmp(info.user_id, req->user_id) != 0)) {
         answer(req, HD_SESSION_INVALID); /* someone else's session is not found */
         return;
@@ -601,7 +594,7 @@ static void handle_revoke(struct hd_sessions *s, struct hd_session_req *req)
     unpublish_id(s, req->session_id); /* refused at once, before the store answers */
     struct hd_store_op *op = hd_store_op_new(HD_OP_SESSION_REVOKE);
     memcpy(op->id, req->session_id, sizeof(op->id));
-    op->now = wall_ms();
+    op->now = hd_wall_ms();
     submit(s, op, STEP_REVOKE, req);
 }
 
@@ -617,7 +610,7 @@ static void handle_revoke_user(struct hd_sessions *s, struct hd_session_req *req
     struct hd_store_op *op = hd_store_op_new(HD_OP_SESSIONS_REVOKE_USER);
     memcpy(op->user_id, req->user_id, sizeof(op->user_id));
     memcpy(op->except_id, req->except_id, sizeof(op->except_id));
-    op->now = wall_ms();
+    op->now = hd_wall_ms();
     submit(s, op, STEP_REVOKE_USER, req);
 }
 
@@ -632,7 +625,7 @@ static void handle_list(struct hd_sessions *s, struct hd_session_req *req)
 {
     struct hd_store_op *op = hd_store_op_new(HD_OP_SESSIONS_LIST);
     memcpy(op->user_id, req->user_id, sizeof(op->user_id));
-    op->now = wall_ms();
+    op->now = hd_wall_ms();
     submit(s, op, STEP_LIST, req);
 }
 
@@ -643,7 +636,7 @@ static void listed(struct hd_sessions *s, struct hd_store_op *op, struct hd_sess
         answer(req, from_store(op->status));
         return;
     }
-    int64_t now = wall_ms();
+    int64_t now = hd_wall_ms();
     req->sessions = hd_calloc(op->n_sessions ? op->n_sessions : 1, sizeof(*req->sessions));
     for (size_t i = 0; i < op->n_sessions; i++) {
         if (!hd_session_lookup(s, op->sessions[i].id, now, NULL))
@@ -684,11 +677,11 @@ static void loaded(struct hd_sessions *s, struct hd_store_op *op)
     if (op->status != HD_STORE_OK) {
         hd_health_set("sessions", false, "loading from the store failed: retrying");
         struct hd_store_op *again = hd_store_op_new(HD_OP_SESSIONS_LOAD_LIVE);
-        again->now = wall_ms();
+        again->now = hd_wall_ms();
         submit(s, again, STEP_LOAD, NULL);
         return;
     }
-    int64_t now = wall_ms();
+    int64_t now = hd_wall_ms();
     long n = 0;
     for (size_t i = 0; i < op->n_sessions; i++) {
         /* The role is refreshed by the first login or profile read; a loaded
@@ -728,7 +721,7 @@ static void sweep_one(void *arg, struct sess_node *n)
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct hd_sessions *s = arg;
-    struct sweep_ctx c = {s, wall_ms()};
+    struct sweep_ctx c = {s, hd_wall_ms()};
     sess_map_each(s->map, sweep_one, &c);
     for (struct ended **e = &s->ended; *e;) {
         if (c.now * 1000 - (*e)->at > (int64_t)ENDED_KEEP_MS * 1000) {
@@ -935,7 +928,7 @@ struct hd_sessions *hd_sessions_start(const struct hd_config *cfg, struct hd_sto
         return NULL;
     }
     struct hd_store_op *op = hd_store_op_new(HD_OP_SESSIONS_LOAD_LIVE);
-    op->now = wall_ms();
+    op->now = hd_wall_ms();
     submit(s, op, STEP_LOAD, NULL);
     return s;
 }

@@ -26,16 +26,6 @@ struct sess_map {
     struct user_entry *users[USER_BUCKETS];
 };
 
-static unsigned long hash_id(const char *s)
-{
-    unsigned long h = 1469598103934665603UL; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211UL;
-    }
-    return h;
-}
-
 static int match_id(struct cds_lfht_node *node, const void *key)
 {
     const struct sess_node *n = caa_container_of(node, struct sess_node, node);
@@ -76,7 +66,7 @@ void sess_map_free(struct sess_map *m)
 
 static struct user_entry **user_slot(struct sess_map *m, const char *user_id)
 {
-    struct user_entry **p = &m->users[hash_id(user_id) % USER_BUCKETS];
+    struct user_entry **p = &m->users[hd_hash_str(user_id) % USER_BUCKETS];
     while (*p && strcmp((*p)->user_id, user_id) != 0)
         p = &(*p)->next;
     return p;
@@ -126,7 +116,7 @@ void sess_map_publish(struct sess_map *m, struct sess_node *n)
     HD_TSAN_RELEASE(n); /* rculfhash publishes with atomics TSan cannot see */
     rcu_read_lock();
     struct cds_lfht_node *old =
-        cds_lfht_add_replace(m->ht, hash_id(n->info.id), match_id, n->info.id, &n->node);
+        cds_lfht_add_replace(m->ht, hd_hash_str(n->info.id), match_id, n->info.id, &n->node);
     rcu_read_unlock();
     HD_ASSERT(old == NULL); /* ids are random UUIDs: a duplicate is a bug */
     __atomic_add_fetch(&m->count, 1, __ATOMIC_RELAXED);
@@ -153,7 +143,7 @@ void sess_map_unpublish(struct sess_map *m, struct sess_node *n)
 struct sess_node *sess_map_find(struct sess_map *m, const char *sid)
 {
     struct cds_lfht_iter iter;
-    cds_lfht_lookup(m->ht, hash_id(sid), match_id, sid, &iter);
+    cds_lfht_lookup(m->ht, hd_hash_str(sid), match_id, sid, &iter);
     struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
     if (!node)
         return NULL;
@@ -203,7 +193,7 @@ void prof_publish(struct sess_map *m, const char *user_id, const char *json, int
     HD_TSAN_RELEASE(n);
     rcu_read_lock();
     struct cds_lfht_node *old =
-        cds_lfht_add_replace(m->profiles, hash_id(user_id), match_user, user_id, &n->node);
+        cds_lfht_add_replace(m->profiles, hd_hash_str(user_id), match_user, user_id, &n->node);
     rcu_read_unlock();
     if (old)
         call_rcu(&caa_container_of(old, struct prof_node, node)->rcu, free_profile);
@@ -212,7 +202,7 @@ void prof_publish(struct sess_map *m, const char *user_id, const char *json, int
 struct prof_node *prof_find(struct sess_map *m, const char *user_id)
 {
     struct cds_lfht_iter iter;
-    cds_lfht_lookup(m->profiles, hash_id(user_id), match_user, user_id, &iter);
+    cds_lfht_lookup(m->profiles, hd_hash_str(user_id), match_user, user_id, &iter);
     struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
     if (!node)
         return NULL;

@@ -50,13 +50,6 @@ void hd__api_respond_user(struct hd_exchange *x, int status, const struct hd_use
     free(text);
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- PATCH /api/me --------------------------------------------------------- */
 
 /* Reads optional profile field @name into *out: absent → NULL (keep);
@@ -210,7 +203,7 @@ static void new_hashed(struct hd_exchange *x, struct hd_auth_job *job)
     }
     /* Two hashes took a while: the session may have ended meanwhile (logout
      * everywhere, a disable). Then the change must not happen. */
-    if (!hd_session_lookup(hd_api_of(x)->sessions, c->session_id, wall_ms(), NULL)) {
+    if (!hd_session_lookup(hd_api_of(x)->sessions, c->session_id, hd_wall_ms(), NULL)) {
         hd_respond_header(x, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
         hd_respond_error(x, 401, "invalid_token", "the session of this token has ended", NULL);
         return;

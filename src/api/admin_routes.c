@@ -36,11 +36,6 @@ static void no_such_user(struct hd_exchange *x)
     hd_respond_error(x, 404, "not_found", "no such user", NULL);
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? hd_strdup(s) : NULL;
-}
-
 /* ---- disable / enable --------------------------------------------------------- */
 
 /* What a disable or enable carries between its steps. */
@@ -168,8 +163,8 @@ static void user_hashed(struct hd_exchange *x, struct hd_auth_job *job)
     struct hd_store_op *op = hd_store_op_new(HD_OP_CREATE_USER);
     memcpy(op->user.org_id, u->org_id, sizeof(op->user.org_id));
     op->user.email = hd_strdup(u->email);
-    op->user.username = dup_or_null(u->username);
-    op->user.display_name = dup_or_null(u->display_name);
+    op->user.username = hd_strdup_or_null(u->username);
+    op->user.display_name = hd_strdup_or_null(u->display_name);
     op->user.password_hash = hd_strdup(job->hash);
     op->user.role = u->role;
     hd_store_call(hd_api_of(x)->store, x, op, user_created);
@@ -207,8 +202,8 @@ static void handle_create_user(struct hd_exchange *x)
         goto out;
     struct new_user *u = hd_calloc(1, sizeof(*u));
     u->email = hd_strdup(nu.email);
-    u->username = dup_or_null(nu.username);
-    u->display_name = dup_or_null(nu.display_name);
+    u->username = hd_strdup_or_null(nu.username);
+    u->display_name = hd_strdup_or_null(nu.display_name);
     u->role = role;
     memcpy(u->org_id, who.claims.org, sizeof(u->org_id));
     hd_exchange_set_state(x, u, new_user_free);

@@ -131,13 +131,6 @@ static struct hd_token_cache *thread_cache(void)
     return c;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool unauthorized(struct hd_exchange *x, const char *code, const char *message)
 {
     hd_respond_header(x, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
@@ -166,7 +159,7 @@ bool hd_api_authenticate_token(struct hd_exchange *x, const char *token, size_t 
                                struct hd_api_caller *out)
 {
     struct hd_api *api = hd_api_of(x);
-    int64_t now = wall_ms();
+    int64_t now = hd_wall_ms();
     enum hd_token_result r =
         hd_token_cache_verify(thread_cache(), api->keys, token, len, now / 1000, &out->claims);
     if (r != HD_TOKEN_OK)
@@ -345,7 +338,7 @@ void hd_api_respond_tokens(struct hd_exchange *x, int status, const struct hd_se
     memcpy(claims.sid, s->id, sizeof(claims.sid));
     memcpy(claims.org, s->org_id, sizeof(claims.org));
     claims.role = s->role;
-    char *access = hd_token_mint(api->keys, &claims, wall_ms() / 1000);
+    char *access = hd_token_mint(api->keys, &claims, hd_wall_ms() / 1000);
     if (!access) {
         hd_respond_error(x, 500, "internal_error", "could not sign the access token", NULL);
         return;

@@ -64,18 +64,13 @@ static struct flow *flow_new(struct hd_exchange *x)
     return f;
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? hd_strdup(s) : NULL;
-}
-
 static void copy_user(struct hd_user *dst, const struct hd_user *src)
 {
     hd_user_clear(dst);
     *dst = *src;
-    dst->email = dup_or_null(src->email);
-    dst->username = dup_or_null(src->username);
-    dst->display_name = dup_or_null(src->display_name);
+    dst->email = hd_strdup_or_null(src->email);
+    dst->username = hd_strdup_or_null(src->username);
+    dst->display_name = hd_strdup_or_null(src->display_name);
     dst->password_hash = NULL; /* never kept beyond the verify */
 }
 
@@ -146,8 +141,8 @@ static void register_hashed(struct hd_exchange *x, struct hd_auth_job *job)
     struct hd_store_op *op = hd_store_op_new(HD_OP_CREATE_ORG_AND_USER);
     op->org_name = hd_strdup(f->org_name);
     op->user.email = hd_strdup(f->email);
-    op->user.username = dup_or_null(f->username);
-    op->user.display_name = dup_or_null(f->display_name);
+    op->user.username = hd_strdup_or_null(f->username);
+    op->user.display_name = hd_strdup_or_null(f->display_name);
     op->user.password_hash = hd_strdup(job->hash);
     hd_store_call(hd_api_of(x)->store, x, op, registered);
 }
@@ -172,8 +167,8 @@ static void handle_register(struct hd_exchange *x)
         goto out;
     struct flow *f = flow_new(x);
     f->email = hd_strdup(nu.email);
-    f->username = dup_or_null(nu.username);
-    f->display_name = dup_or_null(nu.display_name);
+    f->username = hd_strdup_or_null(nu.username);
+    f->display_name = hd_strdup_or_null(nu.display_name);
     f->org_name = hd_strdup(org ? org : nu.email);
     f->hash = hd_auth_job_new(HD_AUTH_HASH);
     hd_auth_job_set_password(f->hash, nu.password, nu.password_len);

@@ -80,11 +80,6 @@ void hd_api_limits_init(struct hd_api_limits *l, const struct hd_config *cfg,
         l->on[p] = hd_gcra_rule_parse(rule_text(cfg, p), &l->rules[p], NULL) == 1;
 }
 
-bool hd_api_limit_on(struct hd_exchange *x, enum hd_policy p)
-{
-    return hd_api_of(x)->limits.on[p];
-}
-
 /* ---- one request's check -------------------------------------------------- */
 
 struct hd_api_limit {

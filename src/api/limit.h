@@ -59,9 +59,6 @@ void hd_api_limits_init(struct hd_api_limits *l, const struct hd_config *cfg,
  * field's policy name. Any thread. */
 const char *hd_policy_name(enum hd_policy p);
 
-/** True when @p is configured (not "off") and limits are enabled. */
-bool hd_api_limit_on(struct hd_exchange *x, enum hd_policy p);
-
 /** One request's pending check; from hd_api_limit_new, consumed by
  * hd_api_limit_run. */
 struct hd_api_limit;

@@ -167,19 +167,12 @@ const struct hd_broadcast_sink hd_api_sse_sink = {
 
 /* ---- stream callbacks ------------------------------------------------------------------- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Once a second: a session that expired (idle, absolute) or was revoked
  * without the broadcaster hearing of it yet ends its streams. */
 static void on_tick(struct hd_stream *s, void *ctx)
 {
     struct sse_client *c = ctx;
-    if (!hd_session_alive(c->api->sessions, c->session_id, wall_ms()))
+    if (!hd_session_alive(c->api->sessions, c->session_id, hd_wall_ms()))
         end_for_session(s, c);
 }
 

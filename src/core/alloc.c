@@ -69,6 +69,28 @@ uint64_t hd_now_ms(void)
     return hd_now_us() / 1000u;
 }
 
+int64_t hd_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+unsigned long hd_hash_str(const char *s)
+{
+    unsigned long h = 1469598103934665603UL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211UL;
+    }
+    return h;
+}
+
+char *hd_strdup_or_null(const char *s)
+{
+    return s ? hd_strdup(s) : NULL;
+}
+
 int hd_random_bytes(void *buf, size_t len)
 {
     unsigned char *p = buf;

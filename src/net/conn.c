@@ -404,11 +404,18 @@ static void reply_destroy(struct hd_reply *r)
     free(r);
 }
 
+struct hd_conn *hd__conn_find(struct hd_io *io, uint32_t slot, uint32_t gen)
+{
+    if (slot >= io->n_slots || io->gens[slot] != gen)
+        return NULL;
+    return io->conns[slot];
+}
+
 void hd__conn_deliver(struct hd_io *io, struct hd_reply *r)
 {
     uint32_t slot = r->to.slot;
-    struct hd_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
-    if (!c || io->gens[slot] != r->to.gen || !c->x || !c->x->parked) {
+    struct hd_conn *c = hd__conn_find(io, slot, r->to.gen);
+    if (!c || !c->x || !c->x->parked) {
         reply_destroy(r); /* its connection closed meanwhile */
         return;
     }

@@ -231,6 +231,9 @@ struct hd_server {
 void hd__conn_dispatch(struct hd_conn *c);
 void hd__conn_accept(struct hd_io *io, int fd, const struct sockaddr *addr, int addrlen);
 void hd__conn_close(struct hd_conn *c);
+/** The open connection at (@slot, @gen) of @io, or NULL once it closed
+ * (its slot's generation moved on). I/O thread. */
+struct hd_conn *hd__conn_find(struct hd_io *io, uint32_t slot, uint32_t gen);
 /** Delivers a reply to the parked exchange it names (I/O thread). */
 void hd__conn_deliver(struct hd_io *io, struct hd_reply *r);
 /** After an answer outside conn_process: flush, then parse what is pending. */

@@ -62,13 +62,6 @@ void hd_frame_unref(struct hd_frame *f)
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void drop_queue(struct hd_stream *s, bool keep_partial_head)
 {
     uint32_t keep = keep_partial_head && s->n > 0 && s->head_off > 0 ? 1 : 0;
@@ -203,7 +196,7 @@ bool hd__stream_flush(struct hd_conn *c)
             c->writing = true;
         }
         if (!s->blocked_since_ms)
-            s->blocked_since_ms = now_ms();
+            s->blocked_since_ms = (int64_t)hd_now_ms();
         return true;
     }
     if (c->writing) {
@@ -238,7 +231,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct hd_io *io = arg;
     io->ticks++;
-    int64_t now = now_ms();
+    int64_t now = (int64_t)hd_now_ms();
     struct hd_stream *next;
     for (struct hd_stream *s = io->streams; s; s = next) {
         next = s->next;
@@ -311,10 +304,7 @@ struct hd_stream_ref hd_stream_ref(const struct hd_stream *s)
 
 struct hd_stream *hd_stream_find(struct hd_stream_ref ref)
 {
-    struct hd_io *io = ref.io;
-    if (ref.slot >= io->n_slots || io->gens[ref.slot] != ref.gen)
-        return NULL;
-    struct hd_conn *c = io->conns[ref.slot];
+    struct hd_conn *c = hd__conn_find(ref.io, ref.slot, ref.gen);
     return c ? c->stream : NULL;
 }
 

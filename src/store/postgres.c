@@ -24,13 +24,6 @@
  * connection is then dropped. */
 #define CLIENT_GRACE_MS 1000
 
-int64_t hd__pg_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- parameters ---------------------------------------------------------- */
 
 void hd__pg_str(struct hd_pg_params *p, const char *s)
@@ -578,7 +571,7 @@ static int pg_apply_migration(struct hd_store_conn *c, int version, const char *
     struct hd_pg_params p = {0};
     hd__pg_i64(&p, version);
     hd__pg_str(&p, name);
-    hd__pg_i64(&p, hd__pg_wall_ms());
+    hd__pg_i64(&p, hd_wall_ms());
     static const char record[] =
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)";
     if (!failed && mig_cmd(c, sql, NULL, name, err, cap) &&

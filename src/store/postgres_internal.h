@@ -63,9 +63,6 @@ bool hd__pg_commit(struct hd_store_conn *c, struct hd_store_op *op);
 /** Ends an open transaction without keeping anything (best effort). */
 void hd__pg_rollback(struct hd_store_conn *c);
 
-/** Wall-clock unix milliseconds (CLOCK_REALTIME). */
-int64_t hd__pg_wall_ms(void);
-
 /** Runs @op's kind (postgres_ops.c); @op->status starts at HD_STORE_OK. */
 void hd__pg_exec_op(struct hd_store_conn *c, struct hd_store_op *op);
 

@@ -269,7 +269,7 @@ static void read_notes(const PGresult *r, struct hd_store_op *op)
 /* The op's time: op->now when the caller gave one, else the wall clock. */
 static int64_t op_now(const struct hd_store_op *op)
 {
-    return op->now ? op->now : hd__pg_wall_ms();
+    return op->now ? op->now : hd_wall_ms();
 }
 
 /* A page size: 0 means 50; at least 1, at most @max. */

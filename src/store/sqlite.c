@@ -25,16 +25,9 @@
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "                  \
     "name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int64_t hd__sq_now(const struct hd_store_op *op)
 {
-    return op->now ? op->now : wall_ms();
+    return op->now ? op->now : hd_wall_ms();
 }
 
 /* ---- errors --------------------------------------------------------------- */
@@ -411,7 +404,7 @@ static int record_migration(struct hd_store_conn *c, int version, const char *na
     if (rc == SQLITE_OK) {
         sqlite3_bind_int(st, 1, version);
         sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, wall_ms());
+        sqlite3_bind_int64(st, 3, hd_wall_ms());
         rc = sqlite3_step(st);
     }
     if (rc != SQLITE_DONE)

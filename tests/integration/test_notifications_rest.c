@@ -114,30 +114,6 @@ static void expect_status(struct hd_http_response *r, int status, const char *wh
 
 /* ---- people and keys ------------------------------------------------------------- */
 
-/* A new organization; @t is its admin. */
-static void new_admin(int port, const char *tag, struct hd_test_auth_tokens *t)
-{
-    char email[128];
-    hd_test_auth_unique_email(email, sizeof(email), tag);
-    hd_test_auth_register(port, email, HD_TEST_AUTH_PASSWORD, NULL, t);
-}
-
-/* A member of @admin's organization, logged in. */
-static void new_member(int port, const struct hd_test_auth_tokens *admin, const char *tag,
-                       struct hd_test_auth_tokens *t)
-{
-    char email[128], body[512];
-    hd_test_auth_unique_email(email, sizeof(email), tag);
-    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", email,
-             HD_TEST_AUTH_PASSWORD);
-    char *h = bearer(admin->access);
-    struct hd_http_response r = send_req(port, "POST", "/api/admin/users", body, h, NULL);
-    free(h);
-    json_decref(json_of(&r, 201));
-    hd_test_auth_login(port, email, HD_TEST_AUTH_PASSWORD, t);
-    cr_assert_str_eq(t->org_id, admin->org_id);
-}
-
 /* A new API key of @admin's organization into @key; its id into @id. */
 static void new_key(int port, const struct hd_test_auth_tokens *admin, char key[KEY_CAP],
                     char id[HD_TEST_AUTH_ID_CAP])
@@ -244,8 +220,8 @@ Test(notifications_rest, member_cannot_publish, .timeout = 120)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens admin, member;
-    new_admin(s.port, "pub-admin", &admin);
-    new_member(s.port, &admin, "pub-member", &member);
+    hd_test_auth_new_admin(s.port, "pub-admin", &admin);
+    hd_test_auth_new_member(s.port, &admin, "pub-member", &member);
     char body[256];
     snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"type\":\"t\",\"title\":\"x\"}",
              member.user_id);
@@ -271,8 +247,8 @@ Test(notifications_rest, admin_publishes, .timeout = 120)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens admin, member;
-    new_admin(s.port, "pub-admin", &admin);
-    new_member(s.port, &admin, "pub-member", &member);
+    hd_test_auth_new_admin(s.port, "pub-admin", &admin);
+    hd_test_auth_new_member(s.port, &admin, "pub-member", &member);
     char body[512];
     snprintf(
         body, sizeof(body),
@@ -330,8 +306,8 @@ Test(notifications_rest, api_key_publishes_both_header_forms, .timeout = 120)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens admin, member;
-    new_admin(s.port, "key-admin", &admin);
-    new_member(s.port, &admin, "key-member", &member);
+    hd_test_auth_new_admin(s.port, "key-admin", &admin);
+    hd_test_auth_new_member(s.port, &admin, "key-member", &member);
     char key[KEY_CAP], key_id[HD_TEST_AUTH_ID_CAP];
     new_key(s.port, &admin, key, key_id);
 
@@ -361,7 +337,7 @@ Test(notifications_rest, revoked_or_unknown_key_is_refused, .timeout = 120)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens admin;
-    new_admin(s.port, "rev-admin", &admin);
+    hd_test_auth_new_admin(s.port, "rev-admin", &admin);
     char key[KEY_CAP], key_id[HD_TEST_AUTH_ID_CAP], body[256];
     new_key(s.port, &admin, key, key_id);
     snprintf(body, sizeof(body), "{\"organization_id\":\"%s\",\"type\":\"k\",\"title\":\"x\"}",
@@ -415,9 +391,9 @@ Test(notifications_rest, only_inside_the_own_organization, .timeout = 120)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens a, b, b_member;
-    new_admin(s.port, "org-a", &a);
-    new_admin(s.port, "org-b", &b);
-    new_member(s.port, &b, "org-b-member", &b_member);
+    hd_test_auth_new_admin(s.port, "org-a", &a);
+    hd_test_auth_new_admin(s.port, "org-b", &b);
+    hd_test_auth_new_member(s.port, &b, "org-b-member", &b_member);
     char key[KEY_CAP], key_id[HD_TEST_AUTH_ID_CAP], body[256];
     new_key(s.port, &a, key, key_id);
 
@@ -481,7 +457,7 @@ Test(notifications_rest, validation_errors_name_their_field, .timeout = 120)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens a;
-    new_admin(s.port, "valid", &a);
+    hd_test_auth_new_admin(s.port, "valid", &a);
     const char *u = a.user_id;
     int p = s.port;
     const char *tok = a.access;
@@ -587,9 +563,9 @@ Test(notifications_rest, list_shows_own_and_org_wide_newest_first, .timeout = 12
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens a, m, b;
-    new_admin(s.port, "list-a", &a);
-    new_member(s.port, &a, "list-m", &m);
-    new_admin(s.port, "list-b", &b);
+    hd_test_auth_new_admin(s.port, "list-a", &a);
+    hd_test_auth_new_member(s.port, &a, "list-m", &m);
+    hd_test_auth_new_admin(s.port, "list-b", &b);
     long long n1 = publish_ok(s.port, a.access, false, m.user_id, "to m");
     long long n2 = publish_ok(s.port, a.access, true, a.org_id, "to A");
     long long n3 = publish_ok(s.port, a.access, false, a.user_id, "to a");
@@ -624,8 +600,8 @@ Test(notifications_rest, pagination_with_next_cursor, .timeout = 180)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens a, m;
-    new_admin(s.port, "page-a", &a);
-    new_member(s.port, &a, "page-m", &m);
+    hd_test_auth_new_admin(s.port, "page-a", &a);
+    hd_test_auth_new_member(s.port, &a, "page-m", &m);
     enum { VISIBLE = 11, LIMIT = 4 };
     long long visible[VISIBLE];
     for (int i = 0; i < VISIBLE; i++) {
@@ -697,8 +673,8 @@ Test(notifications_rest, unread_filter_read_and_read_all, .timeout = 120)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens a, m;
-    new_admin(s.port, "read-a", &a);
-    new_member(s.port, &a, "read-m", &m);
+    hd_test_auth_new_admin(s.port, "read-a", &a);
+    hd_test_auth_new_member(s.port, &a, "read-m", &m);
     long long n1 = publish_ok(s.port, a.access, false, m.user_id, "1");
     long long n2 = publish_ok(s.port, a.access, true, a.org_id, "2");
     long long n3 = publish_ok(s.port, a.access, false, m.user_id, "3");
@@ -752,9 +728,9 @@ Test(notifications_rest, read_of_an_invisible_id_is_not_found, .timeout = 120)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens a, m, b;
-    new_admin(s.port, "nf-a", &a);
-    new_member(s.port, &a, "nf-m", &m);
-    new_admin(s.port, "nf-b", &b);
+    hd_test_auth_new_admin(s.port, "nf-a", &a);
+    hd_test_auth_new_member(s.port, &a, "nf-m", &m);
+    hd_test_auth_new_admin(s.port, "nf-b", &b);
     long long of_b = publish_ok(s.port, b.access, true, b.org_id, "B's");
     long long of_b_user = publish_ok(s.port, b.access, false, b.user_id, "b's");
     long long of_a = publish_ok(s.port, a.access, false, a.user_id, "a's own");
@@ -800,7 +776,7 @@ Test(notifications_rest, publish_rate_limit_answers_429, .timeout = 120)
     /* "6/min burst 1": two at once, then one every 10 s */
     hd_test_server_start(&s, "{\"ratelimit\":{\"enabled\":true,\"publish\":\"6/min burst 1\"}}");
     struct hd_test_auth_tokens a;
-    new_admin(s.port, "rl-a", &a);
+    hd_test_auth_new_admin(s.port, "rl-a", &a);
     char key[KEY_CAP], key_id[HD_TEST_AUTH_ID_CAP], key2[KEY_CAP], id2[HD_TEST_AUTH_ID_CAP];
     new_key(s.port, &a, key, key_id);
     new_key(s.port, &a, key2, id2);
@@ -863,7 +839,7 @@ Test(notifications_rest, the_retention_job_deletes_only_old_notifications, .time
     hd_test_server_start(&s, "{\"store\":{\"sqlite_path\":\"var/retention.db\"},"
                              "\"notifications\":{\"retention_days\":1}}");
     struct hd_test_auth_tokens a;
-    new_admin(s.port, "retention", &a);
+    hd_test_auth_new_admin(s.port, "retention", &a);
     long long old_id = publish_ok(s.port, a.access, false, a.user_id, "old");
     long long new_id = publish_ok(s.port, a.access, false, a.user_id, "new");
     expect_backdated(&s, "var/retention.db", old_id, 2);

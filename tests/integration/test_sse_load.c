@@ -59,27 +59,6 @@ static void expect_clean_exit(struct hd_test_server *s)
     cr_assert_eq(hd_test_server_stop(s), 0, "herald did not exit 0");
 }
 
-static void expect_admin(int port, const char *tag, struct hd_test_auth_tokens *t)
-{
-    char email[128];
-    hd_test_auth_unique_email(email, sizeof(email), tag);
-    hd_test_auth_register(port, email, HD_TEST_AUTH_PASSWORD, NULL, t);
-}
-
-static void expect_member(int port, const struct hd_test_auth_tokens *admin, const char *tag,
-                          struct hd_test_auth_tokens *t)
-{
-    char email[128], body[384];
-    hd_test_auth_unique_email(email, sizeof(email), tag);
-    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", email,
-             HD_TEST_AUTH_PASSWORD);
-    struct hd_http_response r;
-    cr_assert_eq(hd_test_auth_post(port, "/api/admin/users", body, admin->access, &r), 0);
-    cr_assert_eq(r.status, 201, "POST /api/admin/users: %d %s", r.status, r.body);
-    hd_http_response_free(&r);
-    hd_test_auth_login(port, email, HD_TEST_AUTH_PASSWORD, t);
-}
-
 /* ---- publishing ----------------------------------------------------------------------- */
 
 /* Publishes as @admin to @user_id (NULL: the admin's organization) with a
@@ -250,9 +229,9 @@ Test(sse_load, a_thousand_streams_each_get_every_event, .timeout = 180)
     int p = s.port;
     struct hd_test_auth_tokens users[N_USERS];
     const struct hd_test_auth_tokens *tokens[N_USERS];
-    expect_admin(p, "sse-1k-admin", &users[0]);
+    hd_test_auth_new_admin(p, "sse-1k-admin", &users[0]);
     for (int u = 1; u < N_USERS; u++)
-        expect_member(p, &users[0], "sse-1k-member", &users[u]);
+        hd_test_auth_new_member(p, &users[0], "sse-1k-member", &users[u]);
     for (int u = 0; u < N_USERS; u++)
         tokens[u] = &users[u];
     struct reader *rs = calloc(N_STREAMS, sizeof(*rs));
@@ -331,7 +310,7 @@ Test(sse_load, a_client_that_falls_behind_gets_one_reset_then_live_events, .time
             "\"notifications\":{\"max_data_bytes\":65536},\"server\":{\"io_threads\":1}}");
     int p = s.port;
     struct hd_test_auth_tokens a;
-    expect_admin(p, "sse-behind", &a);
+    hd_test_auth_new_admin(p, "sse-behind", &a);
     struct reader fast = {0}, slow = {0};
     struct hd_sse_opts of = {.bearer = a.access};
     cr_assert_eq(hd_sse_open(&fast.c, p, &of), 0);
@@ -386,7 +365,7 @@ Test(sse_load, a_client_that_never_reads_is_reset_and_closed, .timeout = 120)
             "\"notifications\":{\"max_data_bytes\":65536},\"server\":{\"io_threads\":1}}");
     int p = s.port;
     struct hd_test_auth_tokens a;
-    expect_admin(p, "sse-never", &a);
+    hd_test_auth_new_admin(p, "sse-never", &a);
     struct reader fast = {0}, never = {0};
     struct hd_sse_opts of = {.bearer = a.access};
     cr_assert_eq(hd_sse_open(&fast.c, p, &of), 0);
@@ -476,7 +455,7 @@ Test(sse_load, a_client_that_reads_is_not_reset_by_a_burst, .timeout = 120)
                              "\"notifications\":{\"max_data_bytes\":16384}}");
     int p = s.port;
     struct hd_test_auth_tokens a;
-    expect_admin(p, "sse-burst", &a);
+    hd_test_auth_new_admin(p, "sse-burst", &a);
     struct reader r = {0};
     struct hd_sse_opts o = {.bearer = a.access};
     cr_assert_eq(hd_sse_open(&r.c, p, &o), 0);
@@ -549,7 +528,7 @@ Test(sse_load, memory_stays_bounded_with_200_clients_that_never_read, .timeout =
                              "\"server\":{\"io_threads\":1,\"max_connections\":2000}}");
     int p = s.port;
     struct hd_test_auth_tokens a;
-    expect_admin(p, "sse-memory", &a);
+    hd_test_auth_new_admin(p, "sse-memory", &a);
     const struct hd_test_auth_tokens *tok[] = {&a};
     static struct hd_sse_client never[N_NEVER];
     for (size_t i = 0; i < N_NEVER; i++) {

@@ -43,30 +43,6 @@ static void expect_clean_exit(struct hd_test_server *s)
     cr_assert_eq(hd_test_server_stop(s), 0, "herald did not exit 0");
 }
 
-/* Registers a new user: the admin of a new organization. */
-static void expect_admin(int port, const char *tag, struct hd_test_auth_tokens *t)
-{
-    char email[128];
-    hd_test_auth_unique_email(email, sizeof(email), tag);
-    hd_test_auth_register(port, email, HD_TEST_AUTH_PASSWORD, NULL, t);
-}
-
-/* @admin creates a member of its organization, who then logs in (session 1). */
-static void expect_member(int port, const struct hd_test_auth_tokens *admin, const char *tag,
-                          struct hd_test_auth_tokens *t)
-{
-    char email[128], body[384];
-    hd_test_auth_unique_email(email, sizeof(email), tag);
-    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", email,
-             HD_TEST_AUTH_PASSWORD);
-    struct hd_http_response r;
-    cr_assert_eq(hd_test_auth_post(port, "/api/admin/users", body, admin->access, &r), 0);
-    cr_assert_eq(r.status, 201, "POST /api/admin/users: %d %s", r.status, r.body);
-    hd_http_response_free(&r);
-    hd_test_auth_login(port, email, HD_TEST_AUTH_PASSWORD, t);
-    cr_assert_str_eq(t->org_id, admin->org_id, "the member is not in the admin's organization");
-}
-
 /* Another session (device) of @u. */
 static void expect_device(int port, const struct hd_test_auth_tokens *u,
                           struct hd_test_auth_tokens *t)
@@ -263,7 +239,7 @@ Test(sse_stream, headers_and_retry_come_first, .timeout = 60)
     struct hd_test_server s;
     hd_test_server_start(&s, "{\"sse\":{\"retry_ms\":1750}}");
     struct hd_test_auth_tokens a;
-    expect_admin(s.port, "sse-head", &a);
+    hd_test_auth_new_admin(s.port, "sse-head", &a);
     struct hd_sse_client c;
     struct hd_sse_opts o = {.bearer = a.access};
     cr_assert_eq(hd_sse_open(&c, s.port, &o), 0);
@@ -317,7 +293,7 @@ Test(sse_stream, tokens_missing_bad_and_in_the_query, .timeout = 60)
     struct hd_test_server s;
     hd_test_server_start(&s, "{\"log\":{\"level\":\"debug\"}}");
     struct hd_test_auth_tokens a, gone;
-    expect_admin(s.port, "sse-auth", &a);
+    hd_test_auth_new_admin(s.port, "sse-auth", &a);
     expect_device(s.port, &a, &gone);
     expect_status(s.port, "POST", "/api/auth/logout", gone.access, NULL, 204);
 
@@ -379,7 +355,7 @@ Test(sse_stream, malformed_last_event_id_is_400, .timeout = 60)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens a;
-    expect_admin(s.port, "sse-badid", &a);
+    hd_test_auth_new_admin(s.port, "sse-badid", &a);
     const char *bad[] = {
         "abc", "-1", "1.5", "12a", "+3", "0x10", "1234567890123456789", "99999999999999999999999",
         NULL};
@@ -405,11 +381,11 @@ Test(sse_stream, user_events_reach_every_device_of_that_user_only, .timeout = 90
     hd_test_server_start(&s, NULL);
     int p = s.port;
     struct hd_test_auth_tokens a1, a2, a3, b, c;
-    expect_admin(p, "sse-dev-a", &a1);
+    hd_test_auth_new_admin(p, "sse-dev-a", &a1);
     expect_device(p, &a1, &a2);
     expect_device(p, &a1, &a3);
-    expect_member(p, &a1, "sse-dev-b", &b);
-    expect_admin(p, "sse-dev-c", &c);
+    hd_test_auth_new_member(p, &a1, "sse-dev-b", &b);
+    hd_test_auth_new_admin(p, "sse-dev-c", &c);
     /* user A: three devices, the third with two streams (two tabs) */
     struct hd_sse_client sa[4], sb, sc;
     expect_stream_bearer(&sa[0], p, a1.access, "A device 1");
@@ -456,12 +432,12 @@ Test(sse_stream, organization_events_reach_every_member_only, .timeout = 90)
     hd_test_server_start(&s, NULL);
     int p = s.port;
     struct hd_test_auth_tokens adm1, adm1b, m1, m2, adm2, n2;
-    expect_admin(p, "sse-org1", &adm1);
+    hd_test_auth_new_admin(p, "sse-org1", &adm1);
     expect_device(p, &adm1, &adm1b);
-    expect_member(p, &adm1, "sse-org1-m1", &m1);
-    expect_member(p, &adm1, "sse-org1-m2", &m2);
-    expect_admin(p, "sse-org2", &adm2);
-    expect_member(p, &adm2, "sse-org2-m", &n2);
+    hd_test_auth_new_member(p, &adm1, "sse-org1-m1", &m1);
+    hd_test_auth_new_member(p, &adm1, "sse-org1-m2", &m2);
+    hd_test_auth_new_admin(p, "sse-org2", &adm2);
+    hd_test_auth_new_member(p, &adm2, "sse-org2-m", &n2);
     struct hd_sse_client org1[4], org2[2];
     const struct hd_test_auth_tokens *in1[] = {&adm1, &adm1b, &m1, &m2};
     const struct hd_test_auth_tokens *in2[] = {&adm2, &n2};
@@ -500,7 +476,7 @@ Test(sse_stream, event_lines_and_json_match_the_publish_answer, .timeout = 60)
     struct hd_test_server s;
     hd_test_server_start(&s, NULL);
     struct hd_test_auth_tokens a;
-    expect_admin(s.port, "sse-format", &a);
+    hd_test_auth_new_admin(s.port, "sse-format", &a);
     struct hd_sse_client c;
     expect_stream_bearer(&c, s.port, a.access, "the stream");
     /* text that would break an SSE frame if it were not escaped */
@@ -545,7 +521,7 @@ Test(sse_stream, logout_ends_that_sessions_streams_only, .timeout = 60)
     hd_test_server_start(&s, NULL);
     int p = s.port;
     struct hd_test_auth_tokens a1, a2;
-    expect_admin(p, "sse-logout", &a1);
+    hd_test_auth_new_admin(p, "sse-logout", &a1);
     expect_device(p, &a1, &a2);
     struct hd_sse_client one, one_b, two;
     expect_stream_bearer(&one, p, a1.access, "session 1");
@@ -575,10 +551,10 @@ Test(sse_stream, logout_of_the_others_then_global_end_streams, .timeout = 60)
     hd_test_server_start(&s, NULL);
     int p = s.port;
     struct hd_test_auth_tokens a1, a2, a3, b;
-    expect_admin(p, "sse-global", &a1);
+    hd_test_auth_new_admin(p, "sse-global", &a1);
     expect_device(p, &a1, &a2);
     expect_device(p, &a1, &a3);
-    expect_member(p, &a1, "sse-global-b", &b);
+    hd_test_auth_new_member(p, &a1, "sse-global-b", &b);
     struct hd_sse_client s1, s2, s3, sb;
     expect_stream_bearer(&s1, p, a1.access, "session 1");
     expect_stream_bearer(&s2, p, a2.access, "session 2");
@@ -622,7 +598,7 @@ Test(sse_stream, revoking_a_device_ends_its_stream, .timeout = 60)
     hd_test_server_start(&s, NULL);
     int p = s.port;
     struct hd_test_auth_tokens a1, a2;
-    expect_admin(p, "sse-revoke", &a1);
+    hd_test_auth_new_admin(p, "sse-revoke", &a1);
     expect_device(p, &a1, &a2);
     struct hd_sse_client s1, s2;
     expect_stream_bearer(&s1, p, a1.access, "session 1");
@@ -645,10 +621,10 @@ Test(sse_stream, disabling_a_user_ends_their_streams_only, .timeout = 60)
     hd_test_server_start(&s, NULL);
     int p = s.port;
     struct hd_test_auth_tokens adm, m1, m1b, m2;
-    expect_admin(p, "sse-disable", &adm);
-    expect_member(p, &adm, "sse-disable-m1", &m1);
+    hd_test_auth_new_admin(p, "sse-disable", &adm);
+    hd_test_auth_new_member(p, &adm, "sse-disable-m1", &m1);
     expect_device(p, &m1, &m1b);
-    expect_member(p, &adm, "sse-disable-m2", &m2);
+    hd_test_auth_new_member(p, &adm, "sse-disable-m2", &m2);
     struct hd_sse_client sa, s1, s1b, s2;
     expect_stream_bearer(&sa, p, adm.access, "the admin");
     expect_stream_bearer(&s1, p, m1.access, "member 1");
@@ -677,7 +653,7 @@ Test(sse_stream, password_change_ends_the_other_sessions_streams, .timeout = 60)
     hd_test_server_start(&s, NULL);
     int p = s.port;
     struct hd_test_auth_tokens a1, a2, a3;
-    expect_admin(p, "sse-password", &a1);
+    hd_test_auth_new_admin(p, "sse-password", &a1);
     expect_device(p, &a1, &a2);
     expect_device(p, &a1, &a3);
     struct hd_sse_client s1, s2, s3;
@@ -716,7 +692,7 @@ Test(sse_stream, idle_expiry_ends_the_stream_within_a_second, .timeout = 60)
     hd_test_server_start(&s, "{\"session\":{\"idle_timeout_s\":5}}");
     int p = s.port;
     struct hd_test_auth_tokens a0, a1, a2;
-    expect_admin(p, "sse-idle", &a0);
+    hd_test_auth_new_admin(p, "sse-idle", &a0);
     uint64_t t_login = hd_sse_now_ms();
     expect_device(p, &a0, &a1); /* session 1: created after t_login */
     expect_device(p, &a0, &a2);
@@ -769,10 +745,10 @@ struct world {
 
 static void expect_world(int port, struct world *w)
 {
-    expect_admin(port, "sse-resume-p", &w->p);
-    expect_member(port, &w->p, "sse-resume-a", &w->a);
-    expect_member(port, &w->p, "sse-resume-b", &w->b);
-    expect_admin(port, "sse-resume-q", &w->q);
+    hd_test_auth_new_admin(port, "sse-resume-p", &w->p);
+    hd_test_auth_new_member(port, &w->p, "sse-resume-a", &w->a);
+    hd_test_auth_new_member(port, &w->p, "sse-resume-b", &w->b);
+    hd_test_auth_new_admin(port, "sse-resume-q", &w->q);
 }
 
 /* While A is away: events for A (2), for all of organization 1 (1), for B,
@@ -1101,7 +1077,7 @@ Test(sse_stream, keepalive_pings_arrive_every_second, .timeout = 60)
     struct hd_test_server s;
     hd_test_server_start(&s, "{\"sse\":{\"keepalive_s\":1}}");
     struct hd_test_auth_tokens a;
-    expect_admin(s.port, "sse-ping", &a);
+    hd_test_auth_new_admin(s.port, "sse-ping", &a);
     struct hd_sse_client c;
     expect_stream_bearer(&c, s.port, a.access, "the stream");
     uint64_t at[16];
@@ -1144,9 +1120,9 @@ Test(sse_stream, max_streams_per_user_then_429_and_a_closed_one_frees_a_slot, .t
     hd_test_server_start(&s, "{\"sse\":{\"max_streams_per_user\":3}}");
     int p = s.port;
     struct hd_test_auth_tokens a1, a2, b;
-    expect_admin(p, "sse-max", &a1);
+    hd_test_auth_new_admin(p, "sse-max", &a1);
     expect_device(p, &a1, &a2);
-    expect_member(p, &a1, "sse-max-b", &b);
+    hd_test_auth_new_member(p, &a1, "sse-max-b", &b);
     struct hd_sse_client c[3], other;
     expect_stream_bearer(&c[0], p, a1.access, "stream 1");
     expect_stream_bearer(&c[1], p, a2.access, "stream 2");
@@ -1196,8 +1172,8 @@ Test(sse_stream, stream_connections_are_rate_limited_per_user, .timeout = 60)
                              "\"stream_connect_user\":\"1/min burst 2\"}}");
     int p = s.port;
     struct hd_test_auth_tokens a, b;
-    expect_admin(p, "sse-rl-a", &a);
-    expect_admin(p, "sse-rl-b", &b);
+    hd_test_auth_new_admin(p, "sse-rl-a", &a);
+    hd_test_auth_new_admin(p, "sse-rl-b", &b);
     struct hd_sse_client c[3], other, refused;
     for (int i = 0; i < 3; i++)
         expect_stream_bearer(&c[i], p, a.access, "within the burst");
@@ -1232,8 +1208,8 @@ Test(sse_stream, stream_connections_are_rate_limited_per_client_ip, .timeout = 6
                              "\"stream_connect_ip\":\"1/min burst 1\"}}");
     int p = s.port;
     struct hd_test_auth_tokens a, b;
-    expect_admin(p, "sse-ip-a", &a);
-    expect_admin(p, "sse-ip-b", &b);
+    hd_test_auth_new_admin(p, "sse-ip-a", &a);
+    hd_test_auth_new_admin(p, "sse-ip-b", &b);
     static const char *const from_x[] = {"X-Forwarded-For: 198.51.100.7", NULL};
     static const char *const from_y[] = {"X-Forwarded-For: 198.51.100.8", NULL};
     struct hd_sse_client c[3], refused;

@@ -492,3 +492,26 @@ void hd_test_auth_backend_fini(void)
         fprintf(stderr, "auth_client: could not drop %s: %s\n", g_db_name, err);
     g_db_name[0] = '\0';
 }
+
+void hd_test_auth_new_admin(int port, const char *tag, struct hd_test_auth_tokens *out)
+{
+    char email[128];
+    hd_test_auth_unique_email(email, sizeof(email), tag);
+    hd_test_auth_register(port, email, HD_TEST_AUTH_PASSWORD, NULL, out);
+}
+
+void hd_test_auth_new_member(int port, const struct hd_test_auth_tokens *admin, const char *tag,
+                             struct hd_test_auth_tokens *out)
+{
+    char email[128], body[384];
+    hd_test_auth_unique_email(email, sizeof(email), tag);
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", email,
+             HD_TEST_AUTH_PASSWORD);
+    struct hd_http_response r;
+    cr_assert_eq(hd_test_auth_post(port, "/api/admin/users", body, admin->access, &r), 0,
+                 "POST /api/admin/users: no answer");
+    cr_assert_eq(r.status, 201, "POST /api/admin/users: %d %s", r.status, r.body);
+    hd_http_response_free(&r);
+    hd_test_auth_login(port, email, HD_TEST_AUTH_PASSWORD, out);
+    cr_assert_str_eq(out->org_id, admin->org_id, "the member is not in the admin's organization");
+}

@@ -88,6 +88,16 @@ void hd_test_auth_unique_email(char *out, size_t cap, const char *tag);
 void hd_test_auth_register(int port, const char *email, const char *password, const char *username,
                            struct hd_test_auth_tokens *out);
 
+/** Registers a new user with a unique email made from @tag: the admin of a
+ * new organization. Asserts 201; fills @out. Test thread. */
+void hd_test_auth_new_admin(int port, const char *tag, struct hd_test_auth_tokens *out);
+
+/** @admin creates a member of its organization (POST /api/admin/users, a
+ * unique email from @tag), who then logs in. Asserts each step and that the
+ * member is in the admin's organization; fills @out. Test thread. */
+void hd_test_auth_new_member(int port, const struct hd_test_auth_tokens *admin, const char *tag,
+                             struct hd_test_auth_tokens *out);
+
 /** Logs in; asserts 200 and the bundle's shape; fills @out. */
 void hd_test_auth_login(int port, const char *email, const char *password,
                         struct hd_test_auth_tokens *out);

@@ -585,7 +585,7 @@ static void expect_health(const char *body, bool ok, bool degraded)
 }
 
 /* Stops Redis under two nodes in @mode; checks the fallback, then recovery. */
-static void outage_test(enum hd_rl_redis_down mode)
+static void expect_outage_fallback_then_recovery(enum hd_rl_redis_down mode)
 {
     static const char *const names[] = {"local", "allow", "deny"};
     lock_redis(true);
@@ -674,19 +674,19 @@ static void outage_test(enum hd_rl_redis_down mode)
 Test(ratelimit_redis, outage_local_fallback_then_recovery, .fini = hd_test_outage_fini,
      .timeout = 120)
 {
-    outage_test(HD_RL_REDIS_DOWN_LOCAL);
+    expect_outage_fallback_then_recovery(HD_RL_REDIS_DOWN_LOCAL);
 }
 
 Test(ratelimit_redis, outage_allow_fallback_then_recovery, .fini = hd_test_outage_fini,
      .timeout = 120)
 {
-    outage_test(HD_RL_REDIS_DOWN_ALLOW);
+    expect_outage_fallback_then_recovery(HD_RL_REDIS_DOWN_ALLOW);
 }
 
 Test(ratelimit_redis, outage_deny_fallback_then_recovery, .fini = hd_test_outage_fini,
      .timeout = 120)
 {
-    outage_test(HD_RL_REDIS_DOWN_DENY);
+    expect_outage_fallback_then_recovery(HD_RL_REDIS_DOWN_DENY);
 }
 
 /* A Redis that never answers in time (a port nobody listens on is refused
